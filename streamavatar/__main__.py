@@ -1,0 +1,5 @@
+import sys
+
+from streamavatar.cli import main
+
+sys.exit(main())

@@ -1,0 +1,106 @@
+"""``streamavatar bench stream``: time an endless stream chunk by chunk.
+
+Until the embedded default model exists this runs the DiT of a randomly initialised preset on random audio
+tokens; the JSON says which parts were timed (``"timed": ["dit"]``).
+"""
+
+from __future__ import annotations
+
+import math
+import resource
+import time
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+from tqdm import tqdm
+
+from streamavatar import constants as K
+from streamavatar.config import model_preset
+from streamavatar.diffusion.chunk_sampler import ChunkSampler
+from streamavatar.errors import UserInputError
+from streamavatar.models.dit import AvatarDiT
+from streamavatar.models.random_weights import randomize_
+
+DTYPES = {"bf16": torch.bfloat16, "fp32": torch.float32}
+RANDOM_MODELS = {"random-tiny": "tiny"}
+
+
+@dataclass
+class StreamBenchResult:
+    model: str
+    dtype: str
+    resolution: int
+    fps: int
+    seconds: float
+    chunks: int
+    chunk_ms: list[float]
+    ffd_s: float
+    peak_rss_mb: float
+
+    def summary(self) -> dict:
+        ms = np.asarray(self.chunk_ms)
+        stream_s = self.chunks * K.CHUNK_SECONDS
+        return {
+            "model": self.model,
+            "dtype": self.dtype,
+            "timed": ["dit"],
+            "audio": "random tokens",
+            "resolution": [self.resolution, self.resolution],
+            "fps": self.fps,
+            "chunks": self.chunks,
+            "stream_seconds": round(stream_s, 3),
+            "rtf": round(float(ms.sum()) / 1000 / stream_s, 4),
+            "ffd_s": round(self.ffd_s, 4),
+            "chunk_ms": {"p50": round(float(np.percentile(ms, 50)), 2), "p95": round(float(np.percentile(ms, 95)), 2),
+                         "first": round(float(ms[0]), 2), "last": round(float(ms[-1]), 2)},
+            "peak_rss_mb": round(self.peak_rss_mb, 1),
+            "threads": torch.get_num_threads(),
+        }
+
+
+def peak_rss_mb() -> float:
+    """Peak resident set size of this process in MiB (Linux reports KiB)."""
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def build_random_model(name: str, dtype: torch.dtype, seed: int = 0) -> tuple[AvatarDiT, ChunkSampler, int]:
+    """A randomly initialised preset DiT, its chunk sampler and its VAE spatial stride."""
+    if name not in RANDOM_MODELS:
+        raise UserInputError(f"unknown model {name!r}; expected one of {sorted(RANDOM_MODELS)}")
+    cfg = model_preset(RANDOM_MODELS[name])
+    model = randomize_(AvatarDiT(cfg.dit), seed=seed).to(dtype).eval()
+    return model, ChunkSampler(model, cfg.stream), cfg.vae_spatial_stride
+
+
+def run_stream_benchmark(seconds: float, model_name: str = "random-tiny", dtype: str = "bf16",
+                         resolution: int = 128, seed: int = 0, progress: bool = True) -> StreamBenchResult:
+    """Generate ``seconds`` of stream chunk by chunk and time every chunk."""
+    if not math.isfinite(seconds) or seconds <= 0:
+        raise UserInputError(f"--seconds must be a positive number, got {seconds}")
+    if dtype not in DTYPES:
+        raise UserInputError(f"unknown dtype {dtype!r}; expected one of {sorted(DTYPES)}")
+    model, sampler, stride = build_random_model(model_name, DTYPES[dtype], seed)
+    if resolution <= 0 or resolution % (stride * model.cfg.patch_size[1]):
+        raise UserInputError(
+            f"resolution {resolution} must be a positive multiple of {stride * model.cfg.patch_size[1]}")
+    lat = resolution // stride
+    g = torch.Generator().manual_seed(seed)
+    chunks = max(1, math.ceil(seconds / K.CHUNK_SECONDS))
+    c = model.cfg
+    reference = torch.randn(1, c.latent_channels, 1, lat, lat, generator=g)
+    audio_shape = (1, sampler.stream.chunk_frames, c.audio_tokens_per_frame, c.audio_dim)
+    times: list[float] = []
+    t_start = time.perf_counter()
+    state = sampler.start(reference)
+    ffd = 0.0
+    for i in tqdm(range(chunks), desc="bench stream", unit="chunk", disable=not progress, leave=False):
+        t0 = time.perf_counter()
+        sampler.next_chunk(state, talk_audio=torch.randn(audio_shape, generator=g),
+                           listen_audio=torch.randn(audio_shape, generator=g), generator=g)
+        t1 = time.perf_counter()
+        times.append((t1 - t0) * 1000)
+        if i == 0:
+            ffd = t1 - t_start
+    return StreamBenchResult(model=model_name, dtype=dtype, resolution=resolution, fps=K.VIDEO_FPS,
+                             seconds=seconds, chunks=chunks, chunk_ms=times, ffd_s=ffd, peak_rss_mb=peak_rss_mb())

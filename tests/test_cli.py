@@ -1,0 +1,39 @@
+"""The command line as a user calls it (subprocess)."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+
+def run_cli(*args: str, timeout: float = 300) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "streamavatar", *args], capture_output=True, text=True,
+                          timeout=timeout)
+
+
+def test_help_lists_commands():
+    r = run_cli("--help")
+    assert r.returncode == 0
+    assert "bench" in r.stdout
+
+
+def test_bench_stream_json():
+    r = run_cli("bench", "stream", "--seconds", "1", "--json")
+    assert r.returncode == 0, r.stderr
+    out = json.loads(r.stdout)
+    for key in ("rtf", "ffd_s", "chunk_ms", "peak_rss_mb", "resolution", "fps", "model"):
+        assert key in out
+    assert out["model"] == "random-tiny" and out["timed"] == ["dit"]
+    assert out["chunks"] == 3 and out["fps"] == 25
+    assert out["rtf"] > 0 and out["chunk_ms"]["p95"] >= out["chunk_ms"]["p50"] > 0
+
+
+def test_bad_input_is_one_line_exit_2():
+    for args in (["bench", "stream", "--seconds", "0"], ["bench", "stream", "--seconds", "nan"],
+                 ["bench", "stream", "--resolution", "100"], ["bench", "stream", "--model", "nope"],
+                 ["no-such-command"]):
+        r = run_cli(*args)
+        assert r.returncode == 2, (args, r.stderr)
+        assert "Traceback" not in r.stderr
+        assert len(r.stderr.strip().splitlines()) == 1, r.stderr
