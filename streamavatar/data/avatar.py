@@ -122,10 +122,24 @@ def _lips(rng: np.random.Generator, skin: RGB) -> RGB:
     red = (rng.uniform(150, 200), rng.uniform(50, 90), rng.uniform(60, 100))
     lip = _mix(skin, tuple(int(v) for v in red), rng.uniform(0.35, 0.6))  # type: ignore[arg-type]
     lip = _mix(lip, (40, 10, 15), rng.uniform(0.12, 0.3))
-    # dark skin: lips lighter and pinker than the skin rather than darker, so they stay visible
-    while float(np.linalg.norm(np.subtract(lip, skin))) < MIN_LIP_CONTRAST:
-        lip = _mix(lip, (176, 92, 104), 0.25)
-    return lip
+    # Too close to the skin (dark or ruddy skin): push the lips towards a pink or a deep red, whichever gets
+    # further from the skin, so they stay findable by colour.
+    best = lip
+    for target in ((186, 96, 110), (92, 22, 38)):
+        cand = lip
+        for _ in range(8):
+            if _dist(cand, skin) >= MIN_LIP_CONTRAST:
+                break
+            cand = _mix(cand, target, 0.3)
+        if _dist(cand, skin) > _dist(best, skin):
+            best = cand
+        if _dist(best, skin) >= MIN_LIP_CONTRAST:
+            break
+    return best
+
+
+def _dist(a: RGB, b: RGB) -> float:
+    return float(np.linalg.norm(np.subtract(a, b, dtype=np.float64)))
 
 
 def _clothes(rng: np.random.Generator) -> tuple[RGB, RGB]:

@@ -61,6 +61,17 @@ def _check(args: argparse.Namespace) -> int:
     return 0
 
 
+def _sheet(args: argparse.Namespace) -> int:
+    from streamavatar.data.contact_sheet import contact_sheet
+
+    out = args.out
+    if not out.lower().endswith(".png"):
+        raise UserInputError(f"--out must be a .png file, got {out}")
+    contact_sheet(args.data, n_identities=args.identities).save(out)
+    print(out)
+    return 0
+
+
 def register(tree) -> None:
     p = tree.subcommand("data", "synth", "render the synthetic talking/listening avatar corpus (mp4 + wavs + "
                         "per-frame ground truth, identity-disjoint splits)", _synth)
@@ -78,6 +89,8 @@ def register(tree) -> None:
     c.add_argument("--data", required=True, help="corpus folder or folder of mp4 files")
     c.add_argument("--min-frames", type=_positive_int("--min-frames"), default=1,
                    help="clips shorter than this count as unusable (default 1)")
-
-
-
+    s = tree.subcommand("data", "sheet", "contact sheet PNG of a synthetic corpus: a talking and a listening frame "
+                        "per identity", _sheet)
+    s.add_argument("--data", required=True, help="synthetic corpus folder")
+    s.add_argument("--out", required=True, help="PNG file to write")
+    s.add_argument("--identities", type=_positive_int("--identities"), default=16, help="identities (default 16)")

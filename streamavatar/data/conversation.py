@@ -97,7 +97,7 @@ def build_conversation(seconds: float, agent_voice: Voice, user_voice: Voice, rn
         gap = rng.uniform(-0.4, 1.3)
         if rng.uniform() < 1 / 6:
             gap = rng.uniform(1.0, 2.5)
-        t = max(t + gap, utterances[-1].start_s + 0.3 if utterances else 0.0)
+        t = max(t + gap, turn_start + 0.3)  # an overlap never reaches back before this turn began
         speaker = "user" if speaker == "agent" else "agent"
         turn += 1
     return Conversation(tracks["agent"], tracks["user"], utterances)

@@ -94,6 +94,14 @@ class SynthConfig:
         if self.workers < 1:
             raise UserInputError(f"--workers must be >= 1, got {self.workers}")
 
+    @classmethod
+    def from_index(cls, index: dict, workers: int = 1) -> SynthConfig:
+        """The configuration that built a corpus, read back from its ``index.json`` (to re-render clips)."""
+        return cls(clips=len(index["clips"]), seconds=float(index["seconds"]), seed=int(index["seed"]),
+                   resolution=int(index["resolution"]), fps=int(index["fps"]),
+                   clips_per_identity=int(index["clips_per_identity"]), workers=workers, crf=int(index["crf"]),
+                   pix_fmt=str(index["pix_fmt"]))
+
     @property
     def n_frames(self) -> int:
         return int(round(self.seconds * self.fps))

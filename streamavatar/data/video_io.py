@@ -79,8 +79,19 @@ def read_frames(path: str | Path, start: int = 0, count: int | None = None) -> n
     """Frames ``[start, start + count)`` as uint8 ``[F, H, W, 3]`` (decoding from the file start)."""
     out = []
     with av.open(str(path)) as c:
-        c.streams.video[0].thread_type = "AUTO"
-        for i, frame in enumerate(c.decode(video=0)):
+        vs = c.streams.video[0]
+        vs.thread_type = "AUTO"
+        rate = float(vs.average_rate or 0)
+        first = float(vs.start_time * vs.time_base) if vs.start_time is not None else 0.0
+        seekable = start > 0 and rate > 0 and vs.time_base is not None
+        if seekable:  # jump to the keyframe before the window, then count frames by timestamp
+            c.seek(int((first + start / rate) / vs.time_base), stream=vs, backward=True, any_frame=False)
+        i = -1
+        for frame in c.decode(vs):
+            if seekable and frame.pts is not None:
+                i = int(round((float(frame.pts * vs.time_base) - first) * rate))
+            else:
+                i += 1
             if i < start:
                 continue
             if count is not None and i >= start + count:
