@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
+import resource
 import tempfile
 import time
 from pathlib import Path
@@ -57,10 +59,16 @@ def main() -> None:
     args = ap.parse_args()
     cfg = SynthConfig(clips=args.clips, seconds=args.seconds, seed=args.seed, resolution=args.resolution,
                       workers=args.workers)
+    load_before = os.getloadavg()[0]
+
+    def cpu() -> float:
+        own, kids = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
+        return own.ru_utime + own.ru_stime + kids.ru_utime + kids.ru_stime
+
     with tempfile.TemporaryDirectory() as tmp:
-        t = time.perf_counter()
+        c0, t = cpu(), time.perf_counter()
         build_corpus(tmp, cfg, progress=False)
-        wall = time.perf_counter() - t
+        wall, cpu_s = time.perf_counter() - t, cpu() - c0
     footage = args.clips * cfg.n_frames / cfg.fps
     result = {
         "clips": args.clips, "seconds_per_clip": args.seconds, "workers": args.workers,
@@ -68,6 +76,11 @@ def main() -> None:
         "realtime_factor": round(footage / wall, 2),
         "minutes_per_hour_of_footage": round(wall / footage * 3600 / 60, 2),
         "extrapolated": footage < 3600,
+        "cpu_s": round(cpu_s, 2),
+        # what the same work costs on two otherwise idle cores: CPU seconds spread over the workers
+        "idle_machine_minutes_per_hour_estimate": round(cpu_s / min(args.workers, os.cpu_count() or 1)
+                                                        / footage * 3600 / 60, 2),
+        "load_average_1min": {"before": round(load_before, 2), "after": round(os.getloadavg()[0], 2)},
         "stages_one_clip_one_process": {k: round(v, 4) for k, v in stage_times(cfg).items()},
     }
     print(json.dumps(result, indent=1))

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, fields
+from functools import lru_cache
 
 import numpy as np
 from PIL import Image, ImageDraw, ImageFilter
@@ -78,10 +79,16 @@ def _flat(p: np.ndarray) -> list[float]:
     return p.ravel().tolist()
 
 
+@lru_cache(maxsize=64)
+def _arc_table(n: int, t0: float, t1: float) -> tuple[np.ndarray, np.ndarray]:
+    t = np.linspace(t0, t1, n, endpoint=(t1 - t0) < 2 * math.pi - 1e-9)
+    return np.cos(t), np.sin(t)
+
+
 def _ellipse(cu: float, cv: float, ru: float, rv: float, n: int = 28,
              t0: float = 0.0, t1: float = 2 * math.pi) -> tuple[np.ndarray, np.ndarray]:
-    t = np.linspace(t0, t1, n, endpoint=(t1 - t0) < 2 * math.pi - 1e-9)
-    return cu + ru * np.cos(t), cv + rv * np.sin(t)
+    c, s = _arc_table(n, t0, t1)
+    return cu + ru * c, cv + rv * s
 
 
 class _HeadMap:
@@ -92,18 +99,23 @@ class _HeadMap:
         self.sy, self.sp = math.sin(pose.head_yaw), math.sin(pose.head_pitch)
         self.cyaw = math.cos(pose.head_yaw)
         cr, sr = math.cos(pose.head_roll), math.sin(pose.head_roll)
-        self.rot = np.array([[cr, -sr], [sr, cr]])
-        self.pivot = np.array([cx, cy + 1.15 * b])
-        self.center = np.array([cx, cy])
+        self.cr, self.sr = cr, sr
+        self.px, self.py = cx, cy + 1.15 * b
+        self.dy = cy - self.py
 
     def __call__(self, u: np.ndarray, v: np.ndarray, z: float | None = None) -> np.ndarray:
         u = np.asarray(u, dtype=np.float64)
         v = np.asarray(v, dtype=np.float64)
-        depth = np.sqrt(np.clip(1.0 - u * u - 0.35 * v * v, 0.0, 1.0)) if z is None else np.full_like(u, z)
+        if z is None:
+            depth = np.sqrt(np.clip(1.0 - u * u - 0.35 * v * v, 0.0, 1.0))
+        else:
+            depth = z
         x = (u * self.cyaw + depth * self.sy * 0.85) * self.a
-        y = (v + depth * self.sp * 0.55) * self.b
-        p = np.stack([x, y], axis=-1) + self.center - self.pivot
-        return p @ self.rot.T + self.pivot
+        y = (v + depth * self.sp * 0.55) * self.b + self.dy
+        out = np.empty(u.shape + (2,))
+        out[..., 0] = x * self.cr - y * self.sr + self.px
+        out[..., 1] = x * self.sr + y * self.cr + self.py
+        return out
 
 
 class AvatarRenderer:

@@ -27,7 +27,7 @@ def write_mp4(path: str | Path, frames: Iterable[np.ndarray], fps: int, audio: n
             aus.bit_rate = 64000
         for frame in frames:
             if vs is None:
-                vs = container.add_stream("libx264", rate=fps, options={"crf": str(crf), "preset": "fast"})
+                vs = container.add_stream("libx264", rate=fps, options={"crf": str(crf), "preset": "veryfast"})
                 vs.height, vs.width = frame.shape[:2]
                 vs.pix_fmt = pix_fmt
                 vs.codec_context.time_base = Fraction(1, fps)
