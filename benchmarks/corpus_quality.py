@@ -38,12 +38,13 @@ def main() -> None:
         e = short_time_energy(talk, sr, fps, T)
         with np.load(d / "annotations.npz") as z:
             m, state, nod = z["mouth_open"], z["state"], z["nod"]
-            open_range.append(float(z["mouth_open_px"].max() - z["mouth_open_px"].min()))
+            px_range = float(z["mouth_open_px"].max() - z["mouth_open_px"].min())
             face_h.append(float((z["face_box"][:, 3] - z["face_box"][:, 1]).min()))
         pooled_e.append(e)
         pooled_m.append(m)
-        if (e > 0.01).sum() >= fps:
+        if (e > 0.01).sum() >= fps:  # clips with at least a second of agent speech
             corr.append(float(np.corrcoef(e, m)[0, 1]))
+            open_range.append(px_range)
         silent = np.convolve(e > 1e-4, np.ones(5), mode="same") == 0
         if silent.any():
             silent_max = max(silent_max, float(m[silent].max()))
@@ -63,7 +64,8 @@ def main() -> None:
         "energy_corr_pooled": round(float(np.corrcoef(e_all, m_all)[0, 1]), 4),
         "mouth_open_when_silent_max": round(silent_max, 4),
         "nod_frames_outside_listening": nods_outside,
-        "mouth_open_px_range": {"min": round(min(open_range), 2), "mean": round(float(np.mean(open_range)), 2)},
+        "mouth_open_px_range_speaking_clips": {"min": round(min(open_range), 2),
+                                               "mean": round(float(np.mean(open_range)), 2)},
         "face_height_px_min": round(min(face_h), 2),
         "mp4_psnr_db": {"n": len(psnr), "mean": round(float(np.mean(psnr)), 2), "min": round(float(np.min(psnr)), 2)},
     }, indent=1))

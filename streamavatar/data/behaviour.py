@@ -22,7 +22,7 @@ from streamavatar.data.render import Pose
 IDLE, TALKING, LISTENING = 0, 1, 2
 STATE_NAMES = ("idle", "talking", "listening")
 #: The mouth lags the sound it is driven by by this much (the energy window ends this long before the frame's).
-MOUTH_LATENCY_S = 0.02
+MOUTH_LATENCY_S = 0.01
 #: RMS (of float audio with peak 0.9) that opens the mouth fully.
 FULL_OPEN_RMS = 0.3
 #: RMS below which the mouth stays closed (silence, breath noise).
@@ -167,7 +167,7 @@ def compute_behaviour(conv: Conversation, fps: float, n_frames: int, rng: np.ran
     # --- talking: mouth from agent energy (fixed latency) and spectral centroid -------------------------------
     e_agent = short_time_energy(conv.agent, sr, fps, T, MOUTH_LATENCY_S)
     target = np.clip((e_agent - MOUTH_GATE_RMS) / (FULL_OPEN_RMS - MOUTH_GATE_RMS), 0, 1)
-    mouth_open = _attack_release(target, attack=0.85, release=0.7)
+    mouth_open = _attack_release(target, attack=0.9, release=0.8)
     mouth_open[mouth_open < 1e-3] = 0.0
     centroid = spectral_centroid(conv.agent, sr, fps, T, MOUTH_LATENCY_S)
     voiced = np.clip(target * 4, 0, 1)

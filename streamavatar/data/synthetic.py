@@ -60,7 +60,7 @@ ANNOTATION_UNITS: dict[str, str] = {
     "listen_mask": "bool: frame centre inside a user turn",
     "blink": "0 open .. 1 closed", "smile": "0 .. 1", "gaze_x": "-1 .. 1 (image right +)",
     "gaze_y": "-1 .. 1 (down +)", "brow_raise": "-1 .. 1", "breath": "-1 .. 1",
-    "agent_energy": "RMS of the agent voice over the frame (window ending 20 ms early: the mouth latency)",
+    "agent_energy": "RMS of the agent voice over the frame (window ending 10 ms early: the mouth latency)",
     "user_energy": "RMS of the user voice over the frame",
 }
 
