@@ -70,3 +70,12 @@ def test_splits_are_disjoint_by_identity(tiny_corpus):
     assert not (by_split["train"] & by_split["val"]) and not (by_split["train"] & by_split["test"])
     assert not (by_split["val"] & by_split["test"])
     assert by_split == {s: set(v) for s, v in index["splits"].items()}
+
+
+def test_256_clip(tiny_cfg):
+    cfg = tiny_cfg.__class__(**{**tiny_cfg.__dict__, "resolution": 256, "seconds": 0.2})
+    clip = synthesize_clip(cfg, 0)
+    assert clip.frames.shape == (5, 256, 256, 3)
+    box = clip.annotations["face_box"]
+    assert np.all(box[:, 3] - box[:, 1] >= 256 / 3)
+    assert np.all((clip.annotations["mouth_center_xy"] > 0) & (clip.annotations["mouth_center_xy"] < 256))
