@@ -177,7 +177,8 @@ def compute_behaviour(conv: Conversation, fps: float, n_frames: int, rng: np.ran
     env = _smooth(np.clip(e_agent / FULL_OPEN_RMS, 0, 1), 0.12, fps)
     env_long = _smooth(env, 0.4, fps)
     onset = np.clip(np.diff(env, prepend=env[:1]), 0, None)
-    bob = np.convolve(onset, np.hanning(max(3, int(0.3 * fps))), mode="same")
+    kernel = np.hanning(max(3, int(0.3 * fps)))
+    bob = np.convolve(onset, kernel, mode="full")[(len(kernel) - 1) // 2:][:T]  # "same", also for T < kernel
     bob = np.clip(bob / 2.0, 0, 1) * w_talk
     f0 = pitch_track(conv.agent, sr, fps, T)
     voiced_f0 = f0[(f0 > 0) & talk]
