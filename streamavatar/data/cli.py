@@ -1,0 +1,96 @@
+"""``streamavatar data …`` commands: build the synthetic corpus, check a data folder."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+
+from streamavatar.errors import UserInputError
+
+
+def _positive_int(name: str):
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{name} must be a positive integer, got {text!r}") from None
+        if value <= 0:
+            raise argparse.ArgumentTypeError(f"{name} must be a positive integer, got {value}")
+        return value
+    return parse
+
+
+def _positive_float(name: str):
+    def parse(text: str) -> float:
+        try:
+            value = float(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{name} must be a positive number, got {text!r}") from None
+        if not math.isfinite(value) or value <= 0:
+            raise argparse.ArgumentTypeError(f"{name} must be a positive number, got {text}")
+        return value
+    return parse
+
+
+def _synth(args: argparse.Namespace) -> int:
+    from streamavatar.data.synthetic import SynthConfig, build_corpus
+
+    cfg = SynthConfig(clips=args.clips, seconds=args.seconds, seed=args.seed, resolution=args.resolution,
+                      clips_per_identity=args.clips_per_identity, workers=args.workers)
+    index = build_corpus(args.out, cfg, progress=not args.quiet)
+    counts = {s: sum(1 for c in index["clips"] if c["split"] == s) for s in ("train", "val", "test")}
+    summary = {"out": str(args.out), "clips": len(index["clips"]), "identities": index["n_identities"],
+               "frames_per_clip": index["n_frames"], "resolution": index["resolution"], "fps": index["fps"],
+               "split_clips": counts}
+    print(json.dumps(summary))
+    return 0
+
+
+def _check(args: argparse.Namespace) -> int:
+    from streamavatar.data.dataset import scan_data_folder
+
+    report = scan_data_folder(args.data, min_frames=args.min_frames)
+    if report.broken:
+        path, why = report.broken[0]
+        more = f" (and {len(report.broken) - 1} more)" if len(report.broken) > 1 else ""
+        raise UserInputError(f"{len(report.broken)} unusable file(s) in {args.data}: {path}: {why}{more}")
+    if not report.sources:
+        raise UserInputError(f"no usable clips in {args.data}")
+    print(json.dumps(report.summary()))
+    return 0
+
+
+def _sheet(args: argparse.Namespace) -> int:
+    from streamavatar.data.contact_sheet import contact_sheet
+
+    out = args.out
+    if not out.lower().endswith(".png"):
+        raise UserInputError(f"--out must be a .png file, got {out}")
+    contact_sheet(args.data, n_identities=args.identities).save(out)
+    print(out)
+    return 0
+
+
+def register(tree) -> None:
+    p = tree.subcommand("data", "synth", "render the synthetic talking/listening avatar corpus (mp4 + wavs + "
+                        "per-frame ground truth, identity-disjoint splits)", _synth)
+    p.add_argument("--out", required=True, help="output folder (created; must be empty or an earlier corpus)")
+    p.add_argument("--clips", type=_positive_int("--clips"), required=True, help="number of clips")
+    p.add_argument("--seconds", type=_positive_float("--seconds"), required=True, help="seconds per clip")
+    p.add_argument("--seed", type=int, default=0, help="corpus seed: same seed, identical corpus (default 0)")
+    p.add_argument("--resolution", type=int, default=128, help="square frame size: 128 (default) or 256")
+    p.add_argument("--clips-per-identity", type=_positive_int("--clips-per-identity"), default=2,
+                   help="clips showing each identity (default 2)")
+    p.add_argument("--workers", type=_positive_int("--workers"), default=2, help="worker processes (default 2)")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    c = tree.subcommand("data", "check", "check a data folder (synthetic corpus or real talking videos): "
+                        "counts usable clips, exits 2 naming the first unreadable or silent file", _check)
+    c.add_argument("--data", required=True, help="corpus folder or folder of mp4 files")
+    c.add_argument("--min-frames", type=_positive_int("--min-frames"), default=1,
+                   help="clips shorter than this count as unusable (default 1)")
+    s = tree.subcommand("data", "sheet", "contact sheet PNG of a synthetic corpus: a talking and a listening frame "
+                        "per identity", _sheet)
+    s.add_argument("--data", required=True, help="synthetic corpus folder")
+    s.add_argument("--out", required=True, help="PNG file to write")
+    s.add_argument("--identities", type=_positive_int("--identities"), default=16, help="identities (default 16)")
