@@ -4,9 +4,10 @@ It exists so the whole server (sessions, media clock, WebRTC, interrupt, events)
 CPU before the real StreamAvatar model (issue #8) exists. Select it with ``streamavatar serve --model fake``.
 Every frame is the reference image tinted by state, with a bar whose height follows the agent audio's
 loudness, and three rows of code blocks (see :mod:`streamavatar.serve.frame_code`): the frame index, the
-index (+1) of the first agent-audio sample the frame was made from (0 = no agent audio), and a hash of the
-reference image. The chunk's audio is exactly the agent audio that was consumed, so tests can check that the
-audio sent with a frame is the audio the frame was made from.
+first agent-audio sample the frame was made from (as ``1 + PCM16 value``; 0 = no agent audio) and a hash of
+the reference image. The chunk's audio is exactly the agent audio that was consumed, so a test that feeds
+agent audio carrying its own sample index (a ramp) can check that the audio sent with a frame is the audio
+the frame was made from.
 """
 
 from __future__ import annotations
@@ -50,7 +51,6 @@ class FakeAvatarSession:
         self._ref_hash = reference_hash(reference_image)
         self._talk = np.zeros(0, np.float32)
         self._listen = np.zeros(0, np.float32)
-        self._talk_consumed = 0  # agent-audio samples consumed so far (the sample index written into frames)
         self._chunk_index = 0
 
     def push_talk_audio(self, pcm: np.ndarray, sample_rate: int) -> None:
@@ -97,12 +97,11 @@ class FakeAvatarSession:
                 f[h - bar:, w // 3:2 * w // 3] = (250, 240, 60)
             talk_in_frame = min(max(talk.size - i * spf, 0), spf)
             frame_code.write_code(f, frame_code.ROW_FRAME, self._chunk_index * K.CHUNK_VIDEO_FRAMES + i)
-            first_talk = self._talk_consumed + i * spf + 1 if talk_in_frame else 0
-            frame_code.write_code(f, frame_code.ROW_TALK_SAMPLE, first_talk % 2 ** 32)
+            first_talk = 1 + (int(np.round(seg[0] * 32768.0)) & 0xFFFF) if talk_in_frame else 0
+            frame_code.write_code(f, frame_code.ROW_TALK_SAMPLE, first_talk)
             frame_code.write_code(f, frame_code.ROW_REFERENCE, self._ref_hash)
         chunk = GeneratedChunk(frames=frames, audio=audio, sample_rate=sr,
                                start_time=self._chunk_index * K.CHUNK_SECONDS, state=state, talk_samples=talk.size)
-        self._talk_consumed += talk.size
         self._chunk_index += 1
         return chunk
 

@@ -1,7 +1,7 @@
 """Integers written into video frames as rows of black/white blocks, so a test can read them back.
 
-The fake generator marks every frame with its frame index, the index of the agent-audio sample it was
-generated from and a hash of its reference image. Blocks are ``width // 32`` pixels square, large enough to
+The fake generator marks every frame with its frame index, the first agent-audio sample it was generated
+from (``1 + value as uint16``; 0 = no agent audio) and a hash of its reference image. Blocks are ``width // 32`` pixels square, large enough to
 survive lossy video coding (VP8/H.264 over WebRTC), so the browser test can read them from a decoded frame.
 """
 
@@ -25,18 +25,14 @@ def block_size(width: int) -> int:
 def write_code(frame: np.ndarray, row: int, value: int) -> None:
     """Write ``value`` (0 <= value < 2**32, most significant bit first) into block row ``row`` of ``frame``."""
     b = block_size(frame.shape[1])
-    for bit in range(CODE_BITS):
-        on = (value >> (CODE_BITS - 1 - bit)) & 1
-        frame[row * b:(row + 1) * b, bit * b:(bit + 1) * b] = 255 if on else 0
+    bits = (int(value) >> np.arange(CODE_BITS - 1, -1, -1)) & 1
+    frame[row * b:(row + 1) * b, :CODE_BITS * b] = np.repeat(bits.astype(np.uint8) * 255, b)[None, :, None]
 
 
 def read_code(frame: np.ndarray, row: int) -> int:
-    """Read the integer in block row ``row`` (threshold at mid-grey on the block centre)."""
+    """Read the integer in block row ``row`` (threshold at mid-grey over the centre of each block)."""
     b = block_size(frame.shape[1])
-    value = 0
-    for bit in range(CODE_BITS):
-        y0, x0 = row * b, bit * b
-        lo, hi = b // 4, max(b // 4 + 1, b - b // 4)
-        patch = frame[y0 + lo:y0 + hi, x0 + lo:x0 + hi]
-        value = (value << 1) | int(patch.mean() > 127)
-    return value
+    lo, hi = b // 4, max(b // 4 + 1, b - b // 4)
+    band = frame[row * b + lo:row * b + hi, :CODE_BITS * b].reshape(hi - lo, CODE_BITS, b, -1)
+    bits = band[:, :, lo:hi].mean(axis=(0, 2, 3)) > 127
+    return int(np.dot(bits.astype(np.int64), 1 << np.arange(CODE_BITS - 1, -1, -1, dtype=np.int64)))
