@@ -139,6 +139,17 @@ class AgentVoiceQueue:
         u.consumed += k
         return np.concatenate(out) if out else np.zeros(0, np.int16)
 
+    def skip_playing(self, k: int) -> int:
+        """Discard up to ``k`` samples of the utterance that is playing (none if it has not started); returns
+        how many were discarded. Used to keep speech on time when generation falls behind."""
+        if not self._queue or self._queue[0].consumed == 0:
+            return 0
+        head = self._queue[0]
+        k = min(k, head.queued)
+        if k:
+            self._pop_samples(head, k)
+        return k
+
     def clear(self) -> list[Utterance]:
         """Interrupt: drop every queued utterance; returns what was dropped."""
         dropped = list(self._queue)

@@ -78,19 +78,30 @@ def create_app(config: ServeConfig, pipeline: AvatarPipeline | None = None,
     manager = SessionManager(config, now=token_clock)
     avatars = AvatarStore(config.max_avatars)
 
+    async def load_and_warm_up() -> None:
+        try:
+            pipe = pipeline or await asyncio.to_thread(load_generator, config.model, config.fake_size)
+            await manager.start(pipe)
+            manager.not_ready_reason = "model is warming up"
+            if config.warmup:
+                await asyncio.to_thread(_warm_up, pipe)
+        except Exception as exc:  # the process stays up and says why in /readyz
+            log.exception("model failed to load")
+            manager.not_ready_reason = f"model failed to load: {type(exc).__name__}: {exc}"
+            return
+        manager.mark_ready()
+        log.info("ready: model=%s frame=%s sample_rate=%d", pipe.name, pipe.frame_size, pipe.sample_rate)
+
     @asynccontextmanager
     async def lifespan(_app: FastAPI):
         restrict_ice_addresses(config.ice_addresses)
-        pipe = pipeline or await asyncio.to_thread(load_generator, config.model, config.fake_size)
-        await manager.start(pipe)
-        manager.not_ready_reason = "model is warming up"
-        if config.warmup:
-            await asyncio.to_thread(_warm_up, pipe)
-        manager.mark_ready()
-        log.info("ready: model=%s frame=%s sample_rate=%d", pipe.name, pipe.frame_size, pipe.sample_rate)
+        startup = asyncio.create_task(load_and_warm_up(), name="load-model")  # /healthz answers meanwhile
         try:
             yield
         finally:
+            startup.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await startup
             await manager.shutdown()
 
     app = FastAPI(title="streamavatar", version="0.1.0", lifespan=lifespan, docs_url=None, redoc_url=None)

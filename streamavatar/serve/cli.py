@@ -21,6 +21,8 @@ def _serve(args: argparse.Namespace) -> int:
 
     pipeline = load_generator(config.model, config.fake_size)  # bad --model fails here, before binding
     print(json.dumps({"effective_config": config.public_dict()}, indent=2), flush=True)
+    if args.check:
+        return 0
     if config.api_key is None:
         print("streamavatar serve: warning: no --api-key; anyone who can reach the port may create sessions",
               file=sys.stderr)
@@ -40,6 +42,7 @@ def register(tree) -> None:
     p = tree.command("serve", "serve live interactive avatars over WebRTC (HTTP API, WebSocket, web client)",
                      _serve)
     p.add_argument("--config", default=None, metavar="YAML", help="YAML file of config keys (flags win)")
+    p.add_argument("--check", action="store_true", help="load the model, print the effective config and exit")
     for f in config_fields():
         default = f.default
         help_text = f"{FIELD_HELP.get(f.name, f.name)} (default {default!r})"

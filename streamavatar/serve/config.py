@@ -101,8 +101,8 @@ FIELD_HELP = {
     "ws_max_message_bytes": "largest accepted WebSocket message",
     "max_sdp_bytes": "largest accepted SDP offer",
     "lead_chunks": "chunks generated ahead of playout (pipeline depth)",
-    "behind_policy": "when generation is slower than real time: 'hold' (repeat the last frame, delay the "
-                     "stream) or 'drop' (skip late frames to stay live)",
+    "behind_policy": "when generation is slower than real time late slots repeat the last frame with silence; "
+                     "'hold' delays the agent speech, 'drop' skips the speech of late slots to stay on time",
     "prebuffer_s": "agent audio buffered before the first chunk of an utterance (unless speak_end came)",
     "generate_in_thread": "run the generator off the event loop",
     "parallel_generations": "chunks generated at once across sessions (1 = time-sliced on one model)",

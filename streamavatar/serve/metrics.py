@@ -14,7 +14,7 @@ class SessionMetrics:
     frames_generated: int = 0
     chunks_generated: int = 0
     repeated_frames: int = 0
-    dropped_frames: int = 0
+    dropped_talk_frames: float = 0.0
     late_slots: int = 0
     generation_seconds: float = 0.0
     last_chunk_seconds: float = 0.0
@@ -74,8 +74,8 @@ PROMETHEUS_SERIES = (
     ("streamavatar_session_frames_generated_total", "frames_generated", "counter", "Frames generated"),
     ("streamavatar_session_repeated_frames_total", "repeated_frames", "counter",
      "Slots filled by repeating the last frame because generation was late"),
-    ("streamavatar_session_dropped_frames_total", "dropped_frames", "counter",
-     "Generated frames skipped to catch up (behind_policy=drop)"),
+    ("streamavatar_session_dropped_talk_frames_total", "dropped_talk_frames", "counter",
+     "Frames' worth of agent speech skipped to stay on time (behind_policy=drop)"),
     ("streamavatar_session_muted_frames_total", "muted_frames", "counter",
      "Generated frames whose agent voice was cut by an interrupt"),
     ("streamavatar_session_talk_underrun_chunks_total", "talk_underrun_chunks", "counter",

@@ -4,7 +4,9 @@ Two tasks run per session. The generation task keeps ``lead_chunks`` chunks read
 ``step()`` it hands the generator exactly the agent audio of that chunk (from :class:`AgentVoiceQueue`)
 and the user audio heard since the last step. The slot task sends one frame and its audio every 1/fps s
 (:class:`~streamavatar.serve.media_clock.MediaClock`) to every attached sink (the WebRTC tracks), whether or
-not anyone speaks, and turns what it sends into events. All timing uses the event loop's clock, so tests can
+not anyone speaks, and turns what it sends into events. When generation is slower than real time a slot
+repeats the last frame with silence; ``behind_policy`` decides whether the agent's speech waits (``hold``)
+or the speech of those slots is dropped to stay on time (``drop``). All timing uses the event loop's clock, so tests can
 run a session in simulated time (:mod:`streamavatar.serve.virtual_time`).
 """
 
@@ -248,6 +250,10 @@ class SessionRuntime:
                 while len(self._buffer) >= lead:
                     self._drained.clear()
                     await self._drained.wait()
+                if self._debt:
+                    dropped = self._voice.skip_playing(self._debt)
+                    self.metrics.dropped_talk_frames += dropped / self.samples_per_frame
+                    self._debt = 0
                 take = self._voice.take(n, self._loop.time())
                 listen = np.concatenate(self._listen_pending) if self._listen_pending else None
                 self._listen_pending = []
@@ -318,20 +324,15 @@ class SessionRuntime:
             self._slot += 1
 
     def _next_frame(self) -> OutputFrame:
-        m = self.metrics
-        if self.config.behind_policy == "drop":
-            while self._debt and self._buffer:
-                f = self._buffer.popleft()
-                m.dropped_frames += 1
-                self._debt -= 1
-                self._account(f, sent=False)
         if self._buffer:
             f = self._buffer.popleft()
             self._drained.set()
             return f
-        m.repeated_frames += 1
+        # Generation is late: the slot repeats the last frame with silence. Under "drop" the agent speech of
+        # this slot is owed and skipped before the next chunk, so speech stays on the wall clock.
+        self.metrics.repeated_frames += 1
         if self.config.behind_policy == "drop":
-            self._debt += 1
+            self._debt += self.samples_per_frame
         last = self._last_frame
         return OutputFrame(image=last.image, audio=np.zeros(self.samples_per_frame, np.int16), state=last.state,
                            generated=False)
@@ -399,9 +400,9 @@ class SessionRuntime:
             now = self._loop.time()
             if log_every and now - last_log >= log_every:
                 last_log = now
-                log.info("session %s frame=%d state=%s fps=%.1f rtf=%.3f repeated=%d dropped=%d", self.id,
+                log.info("session %s frame=%d state=%s fps=%.1f rtf=%.3f repeated=%d dropped_talk=%.0f", self.id,
                          snap["frame"], snap["state"], snap["fps"], snap["rtf"], snap["repeated_frames"],
-                         snap["dropped_frames"])
+                         snap["dropped_talk_frames"])
 
 
 def _put_dropping(q: asyncio.Queue, item: Any) -> bool:

@@ -59,7 +59,7 @@ def test_av_offset_within_one_frame_and_no_drift_over_10_simulated_minutes():
     # every generated frame was sent once, in order; nothing repeated or dropped
     codes = np.array([v.frame_code for v in rec.video])
     assert (np.diff(codes) == 1).all()
-    assert m.repeated_frames == 0 and m.dropped_frames == 0
+    assert m.repeated_frames == 0 and m.dropped_talk_frames == 0
     # every utterance that started also ended, and uninterrupted ones played in full
     started = [e for e in rec.events if e["type"] == "speak_started"]
     ended = {e["utterance_id"]: e for e in rec.events if e["type"] == "speak_ended"}

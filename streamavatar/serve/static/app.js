@@ -97,7 +97,7 @@ function onEvent(e) {
     const m = e.metrics;
     $("mediaTime").textContent = m.media_time_s.toFixed(2) + " s (frame " + m.frame + ")";
     $("fps").textContent = m.fps.toFixed(1) + " / " + m.rtf.toFixed(3);
-    $("behind").textContent = m.repeated_frames + " / " + m.dropped_frames;
+    $("behind").textContent = m.repeated_frames + " / " + Math.round(m.dropped_talk_frames);
     if (m.ttff_last_s != null) $("ttff").textContent = (1000 * m.ttff_last_s).toFixed(0) + " ms";
   } else if (e.type === "interrupt_done") {
     $("interruptLatency").textContent = (1000 * e.latency_s).toFixed(0) + " ms";
