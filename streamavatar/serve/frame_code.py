@@ -1,8 +1,9 @@
 """Integers written into video frames as rows of black/white blocks, so a test can read them back.
 
 The fake generator marks every frame with its frame index, the first agent-audio sample it was generated
-from (``1 + value as uint16``; 0 = no agent audio) and a hash of its reference image. Blocks are ``width // 32`` pixels square, large enough to
-survive lossy video coding (VP8/H.264 over WebRTC), so the browser test can read them from a decoded frame.
+from (``1 + value as uint16``; 0 = no agent audio) and a hash of its reference image. Blocks are
+``width // 32`` pixels square, large enough to survive lossy video coding (VP8/H.264 over WebRTC), so the
+browser test can read them from a decoded frame.
 """
 
 from __future__ import annotations

@@ -94,7 +94,8 @@ def validate_chunk(chunk: ChunkLike, frame_size: tuple[int, int]) -> None:
     h, w = frame_size
     expected = (K.CHUNK_VIDEO_FRAMES, h, w, 3)
     if chunk.frames.shape != expected or chunk.frames.dtype != np.uint8:
-        raise ValueError(f"generator returned frames {chunk.frames.shape} {chunk.frames.dtype}, expected {expected} uint8")
+        raise ValueError(f"generator returned frames {chunk.frames.shape} {chunk.frames.dtype}, "
+                         f"expected {expected} uint8")
     n = K.CHUNK_VIDEO_FRAMES * samples_per_frame(chunk.sample_rate)
     if chunk.audio.ndim != 1 or chunk.audio.shape[0] != n:
         raise ValueError(f"generator returned audio of shape {chunk.audio.shape}, expected ({n},)")

@@ -121,7 +121,8 @@ def _prefer_codec(transceiver: Any, mime: str) -> None:
         transceiver.setCodecPreferences(preferred + [c for c in codecs if c not in preferred])
 
 
-async def answer_offer(runtime: SessionRuntime, offer: RTCSessionDescription, video_codec: str) -> RTCSessionDescription:
+async def answer_offer(runtime: SessionRuntime, offer: RTCSessionDescription,
+                       video_codec: str) -> RTCSessionDescription:
     """Make a peer connection for ``runtime`` from the client's offer and return the answer."""
     for old in list(runtime.peers):
         runtime.peers.discard(old)

@@ -142,7 +142,8 @@ async def _read_video(track, out: list) -> None:
         except Exception:
             return
         img = frame.to_ndarray(format="rgb24")
-        out.append((frame_code.read_code(img, frame_code.ROW_FRAME), frame_code.read_code(img, frame_code.ROW_REFERENCE)))
+        out.append((frame_code.read_code(img, frame_code.ROW_FRAME),
+                    frame_code.read_code(img, frame_code.ROW_REFERENCE)))
 
 
 async def wait_for(predicate, timeout: float = 10.0, step: float = 0.02):
