@@ -9,8 +9,8 @@ import numpy as np
 
 from streamavatar import constants as K
 from streamavatar.serve.fake_generator import reference_hash
+from streamavatar.serve.simulation import av_offsets, sim_config, start_sim_session
 from streamavatar.serve.virtual_time import run_virtual
-from tests.serve.sim import av_offsets, sim_config, start_sim_session
 
 FRAME = 1.0 / K.VIDEO_FPS
 

@@ -1,7 +1,8 @@
-"""Simulated-time session driver shared by the contract tests and benchmarks/bench_serve.py.
+"""Simulated-time session driver (contract tests and ``benchmarks/bench_serve.py``).
 
-Runs a real :class:`SessionRuntime` with the fake generator on a :class:`VirtualTimeLoop`, drains its real
-WebRTC track objects the way aiortc does (``await track.recv()``) and records what leaves the server.
+Runs a real :class:`SessionRuntime` with the fake generator, drains its real WebRTC track objects the way
+aiortc does (``await track.recv()``) and records what leaves the server. Run it on a
+:class:`~streamavatar.serve.virtual_time.VirtualTimeLoop` to simulate minutes in seconds.
 """
 
 from __future__ import annotations
@@ -137,5 +138,6 @@ def av_offsets(rec: Recording, sample_rate: int) -> tuple[np.ndarray, int]:
         got = int(a.pcm[0]) % 32768
         content = ((got - expected + 16384) % 32768 - 16384) / sample_rate
         offsets.append(max(abs(content), abs(a.sent_at - v.sent_at)))
-        assert a.pcm.size == b.pcm.size == spf // 2
+        if not a.pcm.size == b.pcm.size == spf // 2:
+            raise ValueError(f"audio packets of {a.pcm.size}/{b.pcm.size} samples, expected {spf // 2}")
     return np.array(offsets), muted
