@@ -83,6 +83,7 @@ class SessionRuntime:
         self._started: set[str] = set()
         self._ended: set[str] = set()
         self._tasks: list[asyncio.Task] = []
+        self._closing: asyncio.Task | None = None
         loop = asyncio.get_running_loop()
         self._loop = loop
         self.created_at = loop.time()
@@ -277,7 +278,7 @@ class SessionRuntime:
         except Exception as exc:  # a broken generator ends the session, never the server
             log.exception("session %s: generation failed", self.id)
             self.publish_error("generator_failed", f"{type(exc).__name__}: {exc}")
-            asyncio.get_running_loop().create_task(self.close("generator_failed"))
+            self._closing = asyncio.get_running_loop().create_task(self.close("generator_failed"))
 
     def _enqueue(self, chunk: Any, take: Take | None, epoch: int, elapsed: float) -> None:
         talk = int(getattr(chunk, "talk_samples", take.pcm.size if take is not None else 0))

@@ -252,3 +252,54 @@ def test_fall_behind_policies_count_repeated_frames_and_dropped_speech():
     assert max(speech_steps(drop_frames)) > spf  # drop: the speech of late slots was skipped
     # so after the same wall time, 'drop' has reached further into the utterance than 'hold'
     assert sum(speech_steps(drop_frames)) > sum(speech_steps(hold_frames))
+
+
+def test_idle_timeout_and_max_duration_close_sessions_and_say_why():
+    async def main():
+        async with running_server(fake_config(idle_timeout_s=0.4, max_duration_s=1.5)) as (base, app):
+            async with httpx.AsyncClient() as c:
+                idle = await create_session(c, base)
+                busy = await create_session(c, base, color=(0, 90, 0))
+                async with websockets.connect(ws_url(base, busy)) as ws:
+                    await wait_for(lambda: idle["session_id"] not in app.state.manager.sessions, 5)
+                    assert busy["session_id"] in app.state.manager.sessions  # connected: not idle
+                    ended = await next_event(ws, "session_ended", timeout=5)
+                    assert ended["reason"] == "max_duration"
+                r = await c.get(f"http://{base}/v1/sessions/{busy['session_id']}", headers=KEY)
+                assert r.status_code == 404
+
+    asyncio.run(main())
+
+
+class BrokenPipeline(FakeAvatarPipeline):
+    """A fake whose sessions fail on their third chunk (the warm-up session only makes one)."""
+
+    def session(self, reference_image):
+        inner = super().session(reference_image)
+        calls = [0]
+        step = inner.step
+
+        def failing_step():
+            calls[0] += 1
+            if calls[0] == 3:
+                raise RuntimeError("simulated model failure")
+            return step()
+
+        inner.step = failing_step
+        return inner
+
+
+def test_a_failing_generator_ends_only_its_session():
+    async def main():
+        async with running_server(fake_config(), pipeline=BrokenPipeline(64, 64)) as (base, app):
+            async with httpx.AsyncClient() as c:
+                s = await create_session(c, base)
+                async with websockets.connect(ws_url(base, s)) as ws:
+                    err = await next_event(ws, "error")
+                    assert err["code"] == "generator_failed" and "simulated model failure" in err["message"]
+                    assert (await next_event(ws, "session_ended"))["reason"] == "generator_failed"
+                await wait_for(lambda: not app.state.manager.sessions, 5)
+                assert (await c.get(f"http://{base}/readyz")).status_code == 200
+                await create_session(c, base)  # the server goes on
+
+    asyncio.run(main())
