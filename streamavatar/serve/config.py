@@ -40,6 +40,8 @@ class ServeConfig:
     ws_max_message_bytes: int = 1024 * 1024
     max_sdp_bytes: int = 64 * 1024
     lead_chunks: int = 1
+    lead_margin_s: float = 0.2
+    interrupt_mode: Literal["drop", "mute"] = "drop"
     behind_policy: BehindPolicy = "hold"
     prebuffer_s: float = 0.48
     generate_in_thread: bool = True
@@ -63,6 +65,10 @@ class ServeConfig:
             raise UserInputError(f"prebuffer_s must be between 0 and 10 seconds, got {self.prebuffer_s}")
         if self.log_interval_s < 0:
             raise UserInputError(f"log_interval_s must be >= 0 (0 = off), got {self.log_interval_s}")
+        if not 0 <= self.lead_margin_s <= 10:
+            raise UserInputError(f"lead_margin_s must be between 0 and 10 seconds, got {self.lead_margin_s}")
+        if self.interrupt_mode not in ("drop", "mute"):
+            raise UserInputError(f"interrupt_mode must be 'drop' or 'mute', got {self.interrupt_mode!r}")
         if self.behind_policy not in ("hold", "drop"):
             raise UserInputError(f"behind_policy must be 'hold' or 'drop', got {self.behind_policy!r}")
         if self.video_codec not in ("h264", "vp8"):
@@ -100,7 +106,11 @@ FIELD_HELP = {
     "max_avatars": "cached reference images (least recently used are evicted)",
     "ws_max_message_bytes": "largest accepted WebSocket message",
     "max_sdp_bytes": "largest accepted SDP offer",
-    "lead_chunks": "chunks generated ahead of playout (pipeline depth)",
+    "lead_chunks": "at most this many chunks generated ahead of playout (pipeline depth)",
+    "lead_margin_s": "start the next chunk when the frames left to send cover the expected generation time "
+                     "plus this margin",
+    "interrupt_mode": "'drop': an interrupt discards generated frames not yet sent (fastest); 'mute': they "
+                      "play out silently (no visual jump)",
     "behind_policy": "when generation is slower than real time late slots repeat the last frame with silence; "
                      "'hold' delays the agent speech, 'drop' skips the speech of late slots to stay on time",
     "prebuffer_s": "agent audio buffered before the first chunk of an utterance (unless speak_end came)",

@@ -20,6 +20,7 @@ class SessionMetrics:
     last_chunk_seconds: float = 0.0
     talk_underrun_chunks: int = 0
     muted_frames: int = 0
+    interrupt_dropped_frames: int = 0
     interrupts: int = 0
     utterances_started: int = 0
     utterances_ended: int = 0
@@ -78,6 +79,8 @@ PROMETHEUS_SERIES = (
      "Frames' worth of agent speech skipped to stay on time (behind_policy=drop)"),
     ("streamavatar_session_muted_frames_total", "muted_frames", "counter",
      "Generated frames whose agent voice was cut by an interrupt"),
+    ("streamavatar_session_interrupt_dropped_frames_total", "interrupt_dropped_frames", "counter",
+     "Generated frames discarded by interrupts before they were sent (interrupt_mode=drop)"),
     ("streamavatar_session_talk_underrun_chunks_total", "talk_underrun_chunks", "counter",
      "Chunks generated while an utterance's audio had not arrived yet"),
     ("streamavatar_session_interrupts_total", "interrupts", "counter", "Interrupts received"),

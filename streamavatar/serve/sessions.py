@@ -1,6 +1,7 @@
 """One live session: generation ahead of playout, the output slot loop, utterances, interrupt and events.
 
-Two tasks run per session. The generation task keeps ``lead_chunks`` chunks ready: before each
+Two tasks run per session. The generation task starts each chunk just in time (at most ``lead_chunks``
+chunks ahead): before each
 ``step()`` it hands the generator exactly the agent audio of that chunk (from :class:`AgentVoiceQueue`)
 and the user audio heard since the last step. The slot task sends one frame and its audio every 1/fps s
 (:class:`~streamavatar.serve.media_clock.MediaClock`) to every attached sink (the WebRTC tracks), whether or
@@ -84,6 +85,7 @@ class SessionRuntime:
         self._ended: set[str] = set()
         self._tasks: list[asyncio.Task] = []
         self._closing: asyncio.Task | None = None
+        self._recent_generation: deque[float] = deque(maxlen=8)
         loop = asyncio.get_running_loop()
         self._loop = loop
         self.created_at = loop.time()
@@ -212,7 +214,9 @@ class SessionRuntime:
         self._publish("listen_mode", mode=mode)
 
     def interrupt(self) -> None:
-        """Drop queued agent audio and the voice of frames not yet sent; the avatar goes back to listening."""
+        """Drop queued agent audio, the chunk being generated from it and the frames not yet sent
+        (``interrupt_mode="drop"``; ``"mute"`` keeps those frames and only silences them). The generator goes on
+        from its current state with listening audio only."""
         now = self._loop.time()
         self.metrics.interrupts += 1
         uids: list[str] = []
@@ -220,9 +224,12 @@ class SessionRuntime:
             uids.append(u.id)
         self._epoch += 1
         self._generator_interrupt = True
+        uids += [f.utterance_id for f in self._buffer if f.utterance_id]
+        if self.config.interrupt_mode == "drop":
+            self.metrics.interrupt_dropped_frames += len(self._buffer)
+            self._buffer.clear()
+            self._drained.set()
         for f in self._buffer:
-            if f.utterance_id:
-                uids.append(f.utterance_id)
             if f.utterance_id or f.talk_samples:
                 self.metrics.muted_frames += 1
             f.mute()
@@ -243,12 +250,21 @@ class SessionRuntime:
             self._generator.push_listen_audio(listen.astype(np.float32) / 32768.0, self.sample_rate)
         return self._generator.step()
 
+    def _buffer_is_enough(self) -> bool:
+        """Whether generation can wait: the frames still to send cover the expected generation time (the
+        longest of the last few chunks, on the loop clock) plus ``lead_margin_s``, or ``lead_chunks`` are
+        ready. Starting just in time keeps time-to-first-frame and interrupt latency low."""
+        n = len(self._buffer)
+        if n >= self.config.lead_chunks * K.CHUNK_VIDEO_FRAMES:
+            return True
+        expected = max(self._recent_generation, default=0.0)
+        return n > 0 and n / K.VIDEO_FPS > expected + self.config.lead_margin_s
+
     async def _generate_loop(self) -> None:
-        lead = self.config.lead_chunks * K.CHUNK_VIDEO_FRAMES
         n = K.CHUNK_VIDEO_FRAMES * self.samples_per_frame
         try:
             while True:
-                while len(self._buffer) >= lead:
+                while self._buffer_is_enough():
                     self._drained.clear()
                     await self._drained.wait()
                 if self._debt:
@@ -261,6 +277,7 @@ class SessionRuntime:
                 interrupt, self._generator_interrupt = self._generator_interrupt, False
                 epoch = self._epoch
                 self._inflight_uid = take.utterance_id if take is not None else None
+                started = self._loop.time()
                 async with self._slots:
                     t0 = time.perf_counter()
                     if self.config.generate_in_thread:
@@ -269,6 +286,7 @@ class SessionRuntime:
                         chunk = self._step(take, listen, interrupt)
                     elapsed = time.perf_counter() - t0
                 self._inflight_uid = None
+                self._recent_generation.append(self._loop.time() - started)
                 validate_chunk(chunk, self.frame_size)
                 if chunk.sample_rate != self.sample_rate:
                     raise ValueError(f"generator changed its sample rate to {chunk.sample_rate}")
@@ -296,7 +314,10 @@ class SessionRuntime:
         if take is not None:
             if take.underrun:
                 m.talk_underrun_chunks += 1
-            if epoch != self._epoch:  # generated from audio that an interrupt has since dropped
+            if epoch != self._epoch and self.config.interrupt_mode == "drop":
+                m.interrupt_dropped_frames += len(frames)  # generated from audio an interrupt has dropped
+                return
+            if epoch != self._epoch:
                 for f in frames:
                     if f.talk_samples:
                         m.muted_frames += 1
