@@ -2,8 +2,11 @@
 
 ``speak_start`` opens an explicit utterance and ``speak_end`` closes it; audio that arrives with no open
 utterance opens an implicit one, which ends once no audio has come for ``prebuffer_s``. An utterance starts
-playing once a whole chunk of its audio is queued, or it ended, or ``prebuffer_s`` passed since its first
-sample (so a slow text-to-speech does not hold it back for ever). One chunk takes audio from one utterance.
+playing once ``max(one chunk, prebuffer_s)`` of its audio is queued (the margin over one chunk absorbs the
+arrival jitter of a real-time source), or it ended, or ``2 * prebuffer_s`` passed since its first sample (so
+a slow text-to-speech does not hold it back for ever). Once playing, each chunk takes what is queued, up to
+a chunk; a shortfall is an underrun (silence inside the utterance). One chunk takes audio from one
+utterance.
 """
 
 from __future__ import annotations
@@ -42,8 +45,9 @@ class Take:
 class AgentVoiceQueue:
     """Per-session FIFO of utterances."""
 
-    def __init__(self, prebuffer_s: float) -> None:
+    def __init__(self, prebuffer_s: float, sample_rate: int) -> None:
         self.prebuffer_s = prebuffer_s
+        self.prebuffer_samples = int(round(prebuffer_s * sample_rate))
         self._queue: deque[Utterance] = deque()
         self._counter = 0
 
@@ -112,10 +116,10 @@ class AgentVoiceQueue:
             head.ended = True
         if head.queued == 0 and not head.ended:
             return None
-        started = head.consumed > 0
-        waited = head.first_audio_at is not None and now - head.first_audio_at >= self.prebuffer_s
-        if not (head.queued >= n or head.ended or waited or (started and head.explicit)):
-            return None
+        if head.consumed == 0 and not head.ended:
+            waited = head.first_audio_at is not None and now - head.first_audio_at >= 2 * self.prebuffer_s
+            if head.queued < max(n, self.prebuffer_samples) and not waited:
+                return None
         pcm = self._pop_samples(head, min(n, head.queued))
         is_last = head.ended and head.queued == 0
         if is_last:

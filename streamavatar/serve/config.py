@@ -43,7 +43,7 @@ class ServeConfig:
     lead_margin_s: float = 0.2
     interrupt_mode: Literal["drop", "mute"] = "drop"
     behind_policy: BehindPolicy = "hold"
-    prebuffer_s: float = 0.48
+    prebuffer_s: float = 0.6
     generate_in_thread: bool = True
     parallel_generations: int = 1
     video_codec: Literal["h264", "vp8"] = "h264"
@@ -113,7 +113,8 @@ FIELD_HELP = {
                       "play out silently (no visual jump)",
     "behind_policy": "when generation is slower than real time late slots repeat the last frame with silence; "
                      "'hold' delays the agent speech, 'drop' skips the speech of late slots to stay on time",
-    "prebuffer_s": "agent audio buffered before the first chunk of an utterance (unless speak_end came)",
+    "prebuffer_s": "agent audio queued before an utterance starts (at least one chunk; unless speak_end came); "
+                   "an utterance without speak_start ends after this long without audio",
     "generate_in_thread": "run the generator off the event loop",
     "parallel_generations": "chunks generated at once across sessions (1 = time-sliced on one model)",
     "video_codec": "preferred WebRTC video codec",

@@ -65,7 +65,7 @@ class SessionRuntime:
         self._generator = generator
         self._slots = generation_slots or asyncio.Semaphore(1)
         self._on_closed = on_closed
-        self._voice = AgentVoiceQueue(config.prebuffer_s)
+        self._voice = AgentVoiceQueue(config.prebuffer_s, sample_rate)
         self._buffer: deque[OutputFrame] = deque()
         self._listen_pending: list[np.ndarray] = []
         self._sinks: set[FrameSink] = set()

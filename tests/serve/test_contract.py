@@ -162,3 +162,30 @@ def test_two_sessions_receive_only_their_own_frames_and_events():
     assert not any(e["type"].startswith("speak") or e["type"] == "interrupt_done" for e in b.rec.events)
     assert any(e["type"] == "listen_mode" for e in b.rec.events)
     assert not any(e["type"] == "listen_mode" for e in a.rec.events)
+
+
+def test_unframed_real_time_agent_audio_plays_as_one_gapless_utterance():
+    """A speech source that sends 100 ms pieces in real time, with no speak_start/speak_end: the prebuffer
+    absorbs the arrival jitter, so the utterance plays without underruns and ends by itself."""
+
+    async def main():
+        sim = await start_sim_session()
+        await asyncio.sleep(0.7)
+        for k in range(30):  # 3 s of speech, as it is produced
+            sim.runtime.push_talk(((np.arange(1600) + 1600 * k) % 32768).astype(np.int16))
+            await asyncio.sleep(0.1)
+        await asyncio.sleep(3.0)
+        await sim.close()
+        return sim
+
+    sim = run_virtual(main())
+    events = sim.rec.events
+    assert [e["type"] for e in events if e["type"].startswith("speak")] == ["speak_started", "speak_ended"]
+    ended = next(e for e in events if e["type"] == "speak_ended")
+    assert ended["played_ms"] == 3000.0 and not ended["interrupted"]
+    # the last partial chunk counts as an underrun: without speak_end the end is only known afterwards
+    assert sim.runtime.metrics.talk_underrun_chunks <= 1
+    talk = [(v.frame_code, v.talk_code - 1) for v in sim.rec.video if v.talk_code]
+    assert len(talk) == 75
+    for (fa, a), (fb, b) in zip(talk, talk[1:], strict=False):
+        assert fb == fa + 1 and (b - a) % 32768 == 640  # consecutive frames, consecutive audio: no gap
