@@ -14,20 +14,24 @@ import asyncio
 from collections import deque
 
 import numpy as np
-from pipecat.frames.frames import (
-    CancelFrame,
-    EndFrame,
-    Frame,
-    InputAudioRawFrame,
-    InterruptionFrame,
-    OutputImageRawFrame,
-    SpeechOutputAudioRawFrame,
-    StartFrame,
-    TTSAudioRawFrame,
-    TTSStartedFrame,
-    TTSStoppedFrame,
-)
-from pipecat.processors.frame_processor import FrameDirection, FrameProcessor
+
+try:
+    from pipecat.frames.frames import (
+        CancelFrame,
+        EndFrame,
+        Frame,
+        InputAudioRawFrame,
+        InterruptionFrame,
+        OutputImageRawFrame,
+        SpeechOutputAudioRawFrame,
+        StartFrame,
+        TTSAudioRawFrame,
+        TTSStartedFrame,
+        TTSStoppedFrame,
+    )
+    from pipecat.processors.frame_processor import FrameDirection, FrameProcessor
+except ImportError as exc:  # optional extra
+    raise ImportError("streamavatar.serve.pipecat_service needs pipecat: pip install pipecat-ai") from exc
 
 from streamavatar.serve.audio_in import StreamResampler
 from streamavatar.serve.config import ServeConfig
