@@ -37,6 +37,9 @@ class DiTConfig:
     audio_dim: int = 768
     audio_tokens_per_frame: int = 4
     reference_concat: bool = False
+    #: Also add each frame's mean audio token to its time embedding (new keys ``talk_audio_modulation``,
+    #: ``listen_audio_modulation``; off for the Wan presets so their keys stay Wan's + audio attention).
+    audio_modulation: bool = False
     mask_channels: int = 4
     prediction: Prediction = "velocity"
     rope_theta: float = K.ROPE_THETA
@@ -153,7 +156,7 @@ def _presets() -> dict[str, ModelConfig]:
         name="tiny",
         dit=DiTConfig(dim=256, ffn_dim=1024, num_heads=4, num_layers=6, latent_channels=16,
                       text_dim=64, freq_dim=K.TIME_FREQ_DIM, audio_dim=256, audio_tokens_per_frame=4,
-                      reference_concat=True, mask_channels=1),
+                      reference_concat=True, mask_channels=1, audio_modulation=True),
         vae_spatial_stride=K.WAN21_VAE_SPATIAL_STRIDE,
     )
     wan21_13b = ModelConfig(

@@ -80,6 +80,9 @@ def is_diffusers_state_dict(keys: list[str] | set[str]) -> bool:
 
 
 def is_new_audio_key(key: str) -> bool:
+    """True for parameters StreamAvatar adds for audio (absent from Wan checkpoints)."""
+    if key.startswith(("talk_audio_modulation.", "listen_audio_modulation.")):
+        return True
     m = _BLOCK_KEY.match(key)
     return bool(m) and m.group(2).startswith(NEW_AUDIO_PREFIXES)
 

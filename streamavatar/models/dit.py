@@ -138,6 +138,9 @@ class AvatarDiT(nn.Module):
         self.time_embedding = nn.Sequential(nn.Linear(cfg.freq_dim, d), nn.SiLU(), nn.Linear(d, d))
         self.time_projection = nn.Sequential(nn.SiLU(), nn.Linear(d, 6 * d))
         self.blocks = nn.ModuleList(WanAttentionBlock(cfg) for _ in range(cfg.num_layers))
+        if cfg.audio_modulation:
+            self.talk_audio_modulation = nn.Linear(cfg.audio_dim, d)
+            self.listen_audio_modulation = nn.Linear(cfg.audio_dim, d)
         self.head = WanHead(cfg)
         self._init_weights()
 
@@ -154,10 +157,12 @@ class AvatarDiT(nn.Module):
                 if isinstance(m, nn.Linear):
                     nn.init.normal_(m.weight, std=0.02)
         nn.init.zeros_(self.head.head.weight)
-        for blk in self.blocks:
-            for audio in (blk.talk_audio_attn, blk.listen_audio_attn):
-                nn.init.zeros_(audio.o.weight)
-                nn.init.zeros_(audio.o.bias)
+        zero = [m.o for blk in self.blocks for m in (blk.talk_audio_attn, blk.listen_audio_attn)]
+        if self.cfg.audio_modulation:
+            zero += [self.talk_audio_modulation, self.listen_audio_modulation]
+        for lin in zero:
+            nn.init.zeros_(lin.weight)
+            nn.init.zeros_(lin.bias)
 
     # --- geometry -----------------------------------------------------------------------------------------
     @property
@@ -212,10 +217,20 @@ class AvatarDiT(nn.Module):
         weight = self.patch_embedding.weight.flatten(1)
         return torch.nn.functional.linear(patches, weight, self.patch_embedding.bias)
 
-    def _time(self, t: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """Per-frame time embedding ``e [B, F, d]`` and modulation ``e0 [B, F, 6, d]`` (float32)."""
+    def _time(self, t: torch.Tensor, talk: torch.Tensor | None = None, listen: torch.Tensor | None = None,
+              audio_from_frame: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
+        """Per-frame time embedding ``e [B, F, d]`` and modulation ``e0 [B, F, 6, d]`` (float32).
+
+        With ``audio_modulation`` the mean audio token of each frame is projected and added to that frame's
+        time embedding, so audio also steers every block's shift/scale/gate (not only cross-attention)."""
         s = sinusoidal_embedding(t, self.cfg.freq_dim).to(self.dtype)
         e = self.time_embedding(s).float()
+        if self.cfg.audio_modulation:
+            extra = torch.zeros_like(e)
+            for proj, a in ((self.talk_audio_modulation, talk), (self.listen_audio_modulation, listen)):
+                if a is not None:
+                    extra[:, audio_from_frame:] += proj(a.to(self.dtype).mean(dim=2)).float()
+            e = e + extra
         e0 = self.time_projection(e.to(self.dtype)).float().unflatten(-1, (6, self.cfg.dim))
         return e, e0
 
@@ -237,7 +252,7 @@ class AvatarDiT(nn.Module):
     def _run_blocks(self, tokens: torch.Tensor, t: torch.Tensor, plan: SelfAttentionPlan,
                     text_kv: list[tuple[torch.Tensor, torch.Tensor]], talk: torch.Tensor | None,
                     listen: torch.Tensor | None, audio_from_frame: int) -> torch.Tensor:
-        e, e0 = self._time(t)
+        e, e0 = self._time(t, talk, listen, audio_from_frame)
         for i, blk in enumerate(self.blocks):
             tokens = blk(tokens, e0, plan, i, text_kv[i], talk, listen, audio_from_frame)
         return self.head(tokens, e)

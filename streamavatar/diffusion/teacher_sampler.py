@@ -1,0 +1,78 @@
+"""The teacher's sampler: Euler steps on the flow ODE with separate guidance for talk and listen audio.
+
+Guidance composes three predictions (as for two nested conditions): no audio ``u``, talk only ``c_t`` and
+talk + listen ``c_tl``:  ``v = u + s_talk·(c_t − u) + s_listen·(c_tl − c_t)``. With both scales 1 this is
+just ``c_tl`` and one forward per step is run; otherwise the three are batched into one forward.
+"""
+
+from __future__ import annotations
+
+import torch
+
+from streamavatar.diffusion.flow import shift_sigma
+from streamavatar.errors import UserInputError
+from streamavatar.models.dit import AvatarDiT
+
+#: Allowed range of guidance scales (beyond it sampling diverges or ignores the condition).
+GUIDANCE_RANGE = (0.0, 20.0)
+
+
+def euler_sigmas(steps: int, shift: float) -> list[float]:
+    """``steps + 1`` decreasing noise levels from 1 to 0 (uniform in σ, then shifted)."""
+    if steps < 1:
+        raise UserInputError(f"steps must be >= 1, got {steps}")
+    return [float(shift_sigma(1 - i / steps, shift)) for i in range(steps + 1)]
+
+
+def _velocity(out: torch.Tensor, x: torch.Tensor, sigma: float, prediction: str) -> torch.Tensor:
+    if prediction == "velocity":
+        return out
+    # x0 prediction: v = (x_σ − x0) / σ
+    return (x - out) / max(sigma, 1e-4)
+
+
+@torch.no_grad()
+def sample_teacher(model: AvatarDiT, reference: torch.Tensor, frames: int, *, talk_audio: torch.Tensor | None,
+                   listen_audio: torch.Tensor | None, steps: int = 40, shift: float = 3.0,
+                   talk_scale: float = 1.0, listen_scale: float = 1.0, context: torch.Tensor | None = None,
+                   generator: torch.Generator | None = None, noise: torch.Tensor | None = None,
+                   null_talk: torch.Tensor | None = None, null_listen: torch.Tensor | None = None,
+                   ) -> torch.Tensor:
+    """Generate ``frames`` latent frames after ``reference [B, C, 1, h, w]`` with the bidirectional model.
+
+    Audio tokens are ``[B, frames, n, audio_dim]``; ``null_talk``/``null_listen`` are the tokens that mean "no
+    audio" (what training used when it dropped the condition; zeros by default). Returns ``[B, C, frames, h, w]``.
+    """
+    for name, s in (("talk", talk_scale), ("listen", listen_scale)):
+        if not GUIDANCE_RANGE[0] <= s <= GUIDANCE_RANGE[1]:
+            raise UserInputError(f"{name} guidance scale must be in {list(GUIDANCE_RANGE)}, got {s}")
+    b, c, _, h, w = reference.shape
+    x = noise if noise is not None else torch.randn(b, c, frames, h, w, generator=generator)
+    guided = talk_scale != 1.0 or listen_scale != 1.0
+    zt = null_talk if null_talk is not None else (torch.zeros_like(talk_audio) if talk_audio is not None else None)
+    zl = null_listen if null_listen is not None else (
+        torch.zeros_like(listen_audio) if listen_audio is not None else None)
+    sigmas = euler_sigmas(steps, shift)
+    for s_now, s_next in zip(sigmas[:-1], sigmas[1:], strict=True):
+        seq = torch.cat([reference, x], dim=2)
+        t = torch.cat([torch.zeros(b, 1), torch.full((b, frames), s_now * 1000)], dim=1)
+        if not guided:
+            out = model(seq, t, talk_audio=talk_audio, listen_audio=listen_audio, context=context)[:, :, 1:]
+            v = _velocity(out, x, s_now, model.cfg.prediction)
+        else:
+            def cat3(cond, null, listen_part: bool):
+                if cond is None:
+                    return None
+                parts = [null, cond if not listen_part else null, cond]
+                return torch.cat(parts, dim=0)
+
+            talk3 = cat3(talk_audio, zt, listen_part=False)
+            listen3 = cat3(listen_audio, zl, listen_part=True)
+            ctx3 = None if context is None else context.repeat(3, 1, 1)
+            out = model(seq.repeat(3, 1, 1, 1, 1), t.repeat(3, 1), talk_audio=talk3, listen_audio=listen3,
+                        context=ctx3)[:, :, 1:]
+            u, ct, ctl = (_velocity(o, x, s_now, model.cfg.prediction) for o in out.chunk(3, dim=0))
+            v = u + talk_scale * (ct - u) + listen_scale * (ctl - ct)
+        x = x + (s_next - s_now) * v
+    return x
+

@@ -1,0 +1,228 @@
+"""Teacher training: bidirectional flow matching on corpus windows (ARCHITECTURE.md §4.2).
+
+``x_σ = (1 − σ)·x0 + σ·ε`` with the velocity target ``ε − x0`` (or x0 itself), one σ per window for all
+generated frames, the reference latent as frame 0 at t = 0 (and concatenated on the channels when the preset
+says so), classifier-free dropout of talk audio, listen audio and the reference, each on its own, and the
+levers a small CPU budget needs (``research/feasibility``): a mouth-region loss weight from the corpus's ground
+truth, audio in the per-frame modulation as well as in cross-attention (the ``tiny`` preset), x0 or velocity
+prediction, and EMA weights for evaluation.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import math
+import time
+from dataclasses import asdict, dataclass, field, replace
+from pathlib import Path
+
+import torch
+from safetensors.torch import save_file
+from torch.utils.data import DataLoader
+from tqdm import tqdm
+
+from streamavatar.config import ModelConfig, model_preset
+from streamavatar.diffusion.flow import shift_sigma
+from streamavatar.errors import UserInputError
+from streamavatar.models.dit import AvatarDiT
+from streamavatar.training.state import EMA, load_checkpoint, rng_state, save_atomic, set_rng_state
+
+CHECKPOINT = "checkpoint.pt"
+WEIGHTS = "teacher.safetensors"
+CONFIG = "teacher.json"
+LOG = "train_log.csv"
+
+
+@dataclass
+class TeacherTrainConfig:
+    """Everything a teacher run depends on (saved with the run; ``--resume`` reuses it)."""
+
+    data: str
+    out: str
+    preset: str = "tiny"
+    prediction: str = "x0"
+    frames: int = 9
+    batch: int = 8
+    lr: float = 2e-4
+    weight_decay: float = 0.01
+    ema: float = 0.995
+    grad_clip: float = 1.0
+    steps: int = 100_000
+    max_minutes: float = 60.0
+    checkpoint_every: int = 100
+    drop_talk: float = 0.1
+    drop_listen: float = 0.1
+    drop_reference: float = 0.05
+    mouth_weight: float = 8.0
+    train_shift: float = 1.0
+    seed: int = 0
+    vae: str = "tiny"
+    audio_backend: str = "whisper-tiny"
+    feature_cache: str | None = None
+    workers: int = 0
+    extra: dict = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        for name in ("drop_talk", "drop_listen", "drop_reference"):
+            if not 0.0 <= getattr(self, name) < 1.0:
+                raise UserInputError(f"{name} must be in [0, 1), got {getattr(self, name)}")
+        if self.batch <= 0 or self.lr <= 0 or self.steps <= 0:
+            raise UserInputError("batch, lr and steps must be positive")
+        if self.prediction not in ("x0", "velocity"):
+            raise UserInputError(f"prediction must be 'x0' or 'velocity', got {self.prediction!r}")
+
+
+def teacher_model_config(cfg: TeacherTrainConfig) -> ModelConfig:
+    mc = model_preset(cfg.preset)
+    return replace(mc, dit=replace(mc.dit, prediction=cfg.prediction))
+
+
+def flow_matching_loss(model: AvatarDiT, projector, batch: dict, cfg: TeacherTrainConfig,
+                       generator: torch.Generator) -> tuple[torch.Tensor, dict]:
+    """Weighted flow-matching loss of one batch of windows (see the module docstring)."""
+    x = batch["latents"]
+    b = x.shape[0]
+    ref, x0 = x[:, :, :1], x[:, :, 1:]
+    f = x0.shape[2]
+    sigma = shift_sigma(torch.rand(b, generator=generator), cfg.train_shift)
+    s = sigma.view(b, 1, 1, 1, 1)
+    noise = torch.randn(x0.shape, generator=generator)
+    xt = (1 - s) * x0 + s * noise
+
+    def keep(p: float) -> torch.Tensor:
+        return (torch.rand(b, generator=generator) >= p).float()
+
+    k_talk, k_listen, k_ref = keep(cfg.drop_talk), keep(cfg.drop_listen), keep(cfg.drop_reference)
+    talk = batch["talk"] * k_talk.view(b, 1, 1, 1, 1)
+    listen = batch["listen"] * k_listen.view(b, 1, 1, 1, 1)
+    ref_in = ref * k_ref.view(b, 1, 1, 1, 1)
+    talk_tokens, listen_tokens = projector(talk, listen)
+    seq = torch.cat([ref_in, xt], dim=2)
+    t = torch.cat([torch.zeros(b, 1), (sigma * 1000).view(b, 1).expand(b, f)], dim=1)
+    out = model(seq, t, talk_audio=talk_tokens, listen_audio=listen_tokens, reference=ref_in)[:, :, 1:]
+    target = x0 if model.cfg.prediction == "x0" else noise - x0
+    err = (out.float() - target).pow(2).mean(dim=1)  # [B, F, h, w]
+    w = batch["weight"]
+    loss = (err * w).sum() / w.sum()
+    return loss, {"loss": float(loss), "mse": float(err.mean()), "sigma": float(sigma.mean())}
+
+
+def _collate(items: list[dict]) -> dict:
+    return {k: torch.stack([it[k] for it in items]) for k in items[0]}
+
+
+def build_projector(model_cfg: ModelConfig, frontend):
+    from streamavatar.models.audio_projector import AudioProjectorConfig, TalkListenProjector
+
+    pc = AudioProjectorConfig.for_dit(model_cfg.dit, window=frontend.window_size, num_layers=frontend.num_layers,
+                                      feature_dim=frontend.feature_dim)
+    return TalkListenProjector(pc), pc
+
+
+def load_training_inputs(cfg: TeacherTrainConfig, split: str, progress: bool):
+    """VAE, audio front-end and the cached feature windows of one split."""
+    from streamavatar.audio import AudioConfig, AudioFrontend
+    from streamavatar.models.vae import load_vae
+    from streamavatar.training.teacher_data import TeacherWindows, build_feature_cache, features_key
+
+    vae = load_vae(cfg.vae)
+    frontend = AudioFrontend(AudioConfig(backend=cfg.audio_backend))
+    key = features_key(str(cfg.vae), vae.state_dict(), frontend.describe())
+    cache = Path(cfg.feature_cache or Path(cfg.out) / "features") / key
+    clips = build_feature_cache(cfg.data, split, vae, frontend, cache / split, progress=progress)
+    windows = TeacherWindows(clips, frames=cfg.frames, mouth_weight=cfg.mouth_weight,
+                             vae_stride=vae.config.spatial_stride)
+    return vae, frontend, windows
+
+
+def train_teacher(cfg: TeacherTrainConfig, resume: bool = False, progress: bool = True,
+                  on_checkpoint=None) -> dict:
+    """Train (or resume) a teacher run in ``cfg.out``; returns the last logged row."""
+    out = Path(cfg.out)
+    ckpt_path = out / CHECKPOINT
+    state = None
+    if resume:
+        if not ckpt_path.is_file():
+            raise UserInputError(f"--resume: no checkpoint in {out}")
+        state = load_checkpoint(ckpt_path)
+        saved = TeacherTrainConfig(**state["config"])
+        if saved.preset != cfg.preset:
+            raise UserInputError(f"checkpoint in {out} is preset {saved.preset!r}, asked for {cfg.preset!r}")
+        cfg = replace(saved, max_minutes=cfg.max_minutes, steps=cfg.steps, data=cfg.data, out=cfg.out)
+    elif ckpt_path.exists():
+        raise UserInputError(f"{out} already holds a run; pass --resume to continue it or choose another --out")
+    out.mkdir(parents=True, exist_ok=True)
+    torch.manual_seed(cfg.seed)
+    _, frontend, windows = load_training_inputs(cfg, "train", progress)
+    mc = teacher_model_config(cfg)
+    model = AvatarDiT(mc.dit)
+    projector, pc = build_projector(mc, frontend)
+    params = list(model.parameters()) + list(projector.parameters())
+    opt = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay, betas=(0.9, 0.99))
+    ema_model, ema_proj = EMA(model, cfg.ema), EMA(projector, cfg.ema)
+    step = 0
+    g = torch.Generator().manual_seed(cfg.seed)
+    if state is not None:
+        model.load_state_dict(state["model"])
+        projector.load_state_dict(state["projector"])
+        opt.load_state_dict(state["optimizer"])
+        ema_model.shadow, ema_proj.shadow = state["ema_model"], state["ema_projector"]
+        step = state["step"]
+        set_rng_state(state["rng"])
+        g.set_state(state["generator"])
+    (out / CONFIG).write_text(json.dumps({"train": asdict(cfg), "model": mc.to_dict(), "projector": asdict(pc),
+                                          "audio": frontend.describe()}, indent=1, default=str))
+
+    def save() -> None:
+        save_atomic({"step": step, "model": model.state_dict(), "projector": projector.state_dict(),
+                     "optimizer": opt.state_dict(), "ema_model": ema_model.shadow, "ema_projector": ema_proj.shadow,
+                     "rng": rng_state(), "generator": g.get_state(), "config": asdict(cfg)}, ckpt_path)
+        weights = {f"dit.{k}": v.to(torch.bfloat16).contiguous() for k, v in ema_model.shadow.items()}
+        weights.update({f"projector.{k}": v.to(torch.bfloat16).contiguous() for k, v in ema_proj.shadow.items()})
+        tmp = out / (WEIGHTS + ".tmp")
+        save_file(weights, str(tmp))
+        tmp.replace(out / WEIGHTS)
+        if on_checkpoint is not None:
+            on_checkpoint(step, out)
+
+    loader_gen = torch.Generator().manual_seed(cfg.seed + step)
+    loader = DataLoader(windows, batch_size=cfg.batch, shuffle=True, drop_last=True, collate_fn=_collate,
+                        generator=loader_gen, num_workers=cfg.workers)
+    log_new = not (out / LOG).exists()
+    start, last = time.monotonic(), {}
+    bar = tqdm(total=cfg.steps, initial=step, desc="teacher", unit="step", disable=not progress)
+    with open(out / LOG, "a", newline="") as f:
+        writer = csv.writer(f)
+        if log_new:
+            writer.writerow(["step", "minutes", "loss", "mse", "sigma", "lr", "grad_norm"])
+        done = False
+        while not done:
+            for batch in loader:
+                model.train()
+                with torch.autocast("cpu", dtype=torch.bfloat16):
+                    loss, stats = flow_matching_loss(model, projector, batch, cfg, g)
+                opt.zero_grad(set_to_none=True)
+                loss.backward()
+                gn = float(torch.nn.utils.clip_grad_norm_(params, cfg.grad_clip))
+                if not math.isfinite(gn):
+                    opt.zero_grad(set_to_none=True)
+                    continue
+                opt.step()
+                ema_model.update(model)
+                ema_proj.update(projector)
+                step += 1
+                minutes = (time.monotonic() - start) / 60
+                last = {"step": step, "minutes": round(minutes, 3), **stats, "lr": cfg.lr, "grad_norm": gn}
+                writer.writerow([last[k] for k in ("step", "minutes", "loss", "mse", "sigma", "lr", "grad_norm")])
+                bar.update(1)
+                bar.set_postfix(loss=f"{stats['loss']:.4f}")
+                if step % cfg.checkpoint_every == 0:
+                    f.flush()
+                    save()
+                if step >= cfg.steps or minutes >= cfg.max_minutes:
+                    done = True
+                    break
+    bar.close()
+    save()
+    return last
