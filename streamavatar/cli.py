@@ -18,6 +18,7 @@ COMMAND_MODULES: tuple[str, ...] = (
     "streamavatar.bench.cli",
     "streamavatar.data.cli",
     "streamavatar.serve.cli",
+    "streamavatar.training.teacher_cli",
 )
 
 GROUP_HELP = {
