@@ -58,8 +58,6 @@ def bench_backend(cfg: AudioConfig, seconds: float, push_s: float = 0.02, progre
             stream.pop()
             times.append(1000.0 * (time.perf_counter() - t0))
     bar.close()
-    if not times:
-        raise UserInputError(f"{seconds} s of audio is too short to complete one chunk; use --seconds >= 1")
     chunk_ms = 1000.0 * K.CHUNK_SECONDS
     return {
         **frontend.describe(),
@@ -78,6 +76,10 @@ def run_audio_benchmark(backends: list[str], seconds: float, *, wav2vec2_dir: st
     """``{backend: result}`` for each backend; wav2vec2 without a directory uses random base-size weights."""
     if not np.isfinite(seconds) or seconds <= 0:
         raise UserInputError(f"--seconds must be a positive number, got {seconds}")
+    need = AudioFrontend.first_chunk_seconds(AudioConfig())
+    if seconds < need:
+        raise UserInputError(f"--seconds must be at least {need:g} (one 0.48 s chunk plus frame 0 and the "
+                             f"look-ahead), got {seconds}")
     results = {}
     for name in backends:
         if name not in BACKENDS:

@@ -54,6 +54,13 @@ class AudioFrontend:
         self._pool: torch.Tensor | None = None
 
     # --- facts ------------------------------------------------------------------------------------------
+    @staticmethod
+    def first_chunk_seconds(config: AudioConfig) -> float:
+        """Audio a stream needs before its first chunk is ready (frame 0, one chunk, the look-ahead)."""
+        g = ChunkGeometry(config.chunk_latent_frames, config.window_radius,
+                          round(config.lookahead_ms * ENCODER_SAMPLE_RATE / 1000.0), 10**9)
+        return g.window_end(0) / ENCODER_SAMPLE_RATE
+
     @property
     def num_layers(self) -> int:
         return self.encoder.num_layers

@@ -16,6 +16,7 @@ of its frame.
 from __future__ import annotations
 
 import importlib.util
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -90,7 +91,9 @@ class SileroVAD(FrameVAD):
     WINDOW = 512
 
     def __init__(self, threshold: float = 0.5, hangover_frames: int = 5) -> None:
-        self.model = torch.jit.load(str(silero_model_file()), map_location="cpu").eval()
+        with warnings.catch_warnings():  # torch.jit.load is deprecated in favour of torch.export
+            warnings.simplefilter("ignore", DeprecationWarning)
+            self.model = torch.jit.load(str(silero_model_file()), map_location="cpu").eval()
         self.model.reset_states()
         self.threshold = threshold
         self.hangover_frames = hangover_frames
