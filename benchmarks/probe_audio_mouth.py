@@ -135,7 +135,8 @@ def main(argv: list[str] | None = None) -> int:
                 cfg = replace(cfg, **{field: getattr(args, field)})
         res = probe_backend(cfg, splits, progress=sys.stderr.isatty())
         results.append(res)
-        print(f"{backend:>13} (context {res['context_s']:g} s, look-ahead {res['lookahead_ms']:g} ms): r_all {res['r_all']:.3f}  r_talking "
+        print(f"{backend:>13} (context {res['context_s']:g} s, look-ahead {res['lookahead_ms']:g} ms): "
+              f"r_all {res['r_all']:.3f}  r_talking "
               f"{res['r_talking']:.3f}  | best layer {res['best_layer']}: {res['best_layer_r_all']:.3f} / "
               f"{res['best_layer_r_talking']:.3f}  | energy reference {res['energy_reference']['r_all']:.3f} / "
               f"{res['energy_reference']['r_talking']:.3f}  ({res['encode_seconds']:.0f} s)", flush=True)
