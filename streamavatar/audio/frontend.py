@@ -92,45 +92,59 @@ class AudioFrontend:
             self._pool = pooling_matrix(self.geometry, native_frame_times(self.encoder, native.shape[1]))
         return torch.einsum("vt,ntld->nvld", self._pool, native)
 
-    def chunk_masks(self, frame_mask: np.ndarray, chunks: range) -> torch.Tensor:
-        """``[n, V]`` mask rows for ``chunks`` from a mask indexed by video frame (frames < 0 or beyond → 0)."""
+    def chunk_masks(self, frame_mask: np.ndarray, chunks: range, start_frame: int = 0) -> torch.Tensor:
+        """``[n, V]`` mask rows for ``chunks`` from a mask indexed by video frame of the source audio.
+
+        Chunk frames are relative to ``start_frame`` of the source; source frames < 0 or beyond the mask get 0.
+        """
         g = self.geometry
-        idx = np.array([g.first_video_frame(c) for c in chunks])[:, None] + np.arange(g.frames_per_chunk)
+        idx = start_frame + np.array([g.first_video_frame(c) for c in chunks])[:, None] + np.arange(g.frames_per_chunk)
         valid = (idx >= 0) & (idx < len(frame_mask))
         rows = np.where(valid, frame_mask[np.clip(idx, 0, max(len(frame_mask) - 1, 0))], 0.0)
         return torch.from_numpy(rows.astype(np.float32))
 
     # --- offline ------------------------------------------------------------------------------------------
-    def encode(self, pcm, sample_rate: float, *, num_latent_frames: int | None = None, mask=None) -> FrameWindows:
-        """Windows for latent frames ``1 … F`` of a clip whose audio starts at video frame 0.
+    def encode(self, pcm, sample_rate: float, *, num_latent_frames: int | None = None, mask=None,
+               start_frame: int = 0) -> FrameWindows:
+        """Windows for latent frames ``1 … F`` of a clip whose video frame 0 is ``start_frame`` of the audio.
 
         ``num_latent_frames`` defaults to enough frames to cover the audio; audio missing at the end counts as
-        silence. ``mask`` (one value in [0, 1] per video frame from frame 0) replaces the VAD; frames it does not
-        cover get 0.
+        silence. ``mask`` (one value in [0, 1] per video frame of ``pcm``, from its first sample) replaces the
+        VAD; frames it does not cover get 0. With ``start_frame = 0`` (a stream's start) the audio before frame
+        0 is silence, exactly as :class:`~streamavatar.audio.streaming.StreamingAudioEncoder` sees it; with
+        ``start_frame > 0`` (a training crop out of a longer recording) the earlier audio is real context, as
+        in a stream that has been running for a while.
         """
         wave = load_pcm(pcm, sample_rate, self.config.nonfinite)
         g = self.geometry
+        n_source = -(-len(wave) // SAMPLES_PER_VIDEO_FRAME)
+        if not isinstance(start_frame, int | np.integer) or not 0 <= start_frame < n_source:
+            raise UserInputError(f"start_frame must be a video frame inside the audio (0 … {n_source - 1}), "
+                                 f"got {start_frame!r}")
+        origin = int(start_frame) * SAMPLES_PER_VIDEO_FRAME
         if num_latent_frames is None:
-            num_latent_frames = latent_frames_for_video_frames(-(-len(wave) // SAMPLES_PER_VIDEO_FRAME))
+            num_latent_frames = latent_frames_for_video_frames(n_source - start_frame)
         if num_latent_frames <= 0:
             raise UserInputError(f"need at least one non-reference latent frame of audio (more than "
                                  f"{SAMPLES_PER_VIDEO_FRAME / ENCODER_SAMPLE_RATE:g} s), got "
                                  f"{len(wave) / ENCODER_SAMPLE_RATE:g} s and num_latent_frames={num_latent_frames}")
         n_chunks = g.num_chunks(num_latent_frames)
-        t0, t1 = min(0, g.window_start(0)), g.window_end(n_chunks - 1)
-        timeline = np.zeros(t1 - t0, dtype=np.float32)
-        timeline[-t0: -t0 + min(len(wave), t1)] = wave[: t1]
-        last_frame = g.first_video_frame(n_chunks - 1) + g.frames_per_chunk
+        # the source audio on absolute sample positions [a0, a1), zeros outside the recording
+        a0, a1 = min(0, origin + g.window_start(0)), origin + g.window_end(n_chunks - 1)
+        timeline = np.zeros(a1 - a0, dtype=np.float32)
+        timeline[-a0: -a0 + min(len(wave), a1)] = wave[: a1]
         if mask is None:
-            stream = timeline[-t0: -t0 + last_frame * SAMPLES_PER_VIDEO_FRAME]
+            last_frame = start_frame + g.first_video_frame(n_chunks - 1) + g.frames_per_chunk
+            stream = timeline[-a0: -a0 + last_frame * SAMPLES_PER_VIDEO_FRAME]
             frame_mask = build_vad(self.config.vad).process(stream.reshape(last_frame, SAMPLES_PER_VIDEO_FRAME))
         else:
             frame_mask = check_mask(mask)
         parts = []
         for b0 in range(0, n_chunks, self.config.batch_windows):
             chunks = range(b0, min(n_chunks, b0 + self.config.batch_windows))
-            waves = np.stack([timeline[g.window_start(c) - t0: g.window_end(c) - t0] for c in chunks])
+            waves = np.stack([timeline[origin + g.window_start(c) - a0: origin + g.window_end(c) - a0]
+                              for c in chunks])
             feats = self.encode_windows(torch.from_numpy(waves))
-            masks = self.chunk_masks(frame_mask, chunks)
+            masks = self.chunk_masks(frame_mask, chunks, start_frame)
             parts += [gather_windows(feats[i], masks[i], g, c) for i, c in enumerate(chunks)]
         return FrameWindows.concat(parts).truncate(num_latent_frames)

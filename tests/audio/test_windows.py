@@ -134,3 +134,16 @@ def test_frame_windows_concat_checks_order():
     with pytest.raises(UserInputError, match="consecutive"):
         FrameWindows.concat([w, w2])
     assert w.activity().shape == (3,)
+
+
+def test_start_frame_uses_earlier_audio_as_context():
+    fe = AudioFrontend(AudioConfig(backend="mel", vad="none", context_s=1.0), BlockMeanEncoder())
+    n_video, s = 61, 20
+    out = fe.encode(staircase(n_video), 16000, start_frame=s, num_latent_frames=6)
+    for i in range(6):
+        frames = [s + v for v in latent_window_video_frames(i + 1)]
+        np.testing.assert_allclose(out.windows[i, :, 0, 0].numpy(), [expected_value(v, n_video) for v in frames],
+                                   atol=1e-6)
+        assert out.slot_mask[i].tolist() == [1.0] * 8  # frames before the crop are real audio now
+    with pytest.raises(UserInputError, match="start_frame"):
+        fe.encode(staircase(n_video), 16000, start_frame=61)
