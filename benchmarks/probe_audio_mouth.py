@@ -130,9 +130,9 @@ def main(argv: list[str] | None = None) -> int:
     for backend in args.backend or ["whisper-tiny", "mel"]:
         cfg = replace(AudioConfig(), backend=backend, vad="none", cache_dir=args.cache_dir,
                       wav2vec2_dir=args.wav2vec2_dir)
-        for field in ("context_s", "lookahead_ms", "window_radius"):
-            if getattr(args, field) is not None:
-                cfg = replace(cfg, **{field: getattr(args, field)})
+        overrides = {f: getattr(args, f) for f in ("context_s", "lookahead_ms", "window_radius")
+                     if getattr(args, f) is not None}
+        cfg = replace(cfg, **overrides)
         res = probe_backend(cfg, splits, progress=sys.stderr.isatty())
         results.append(res)
         print(f"{backend:>13} (context {res['context_s']:g} s, look-ahead {res['lookahead_ms']:g} ms): "
