@@ -177,6 +177,15 @@ class FrameWindows:
         return FrameWindows(torch.cat([p.windows for p in parts]), torch.cat([p.slot_mask for p in parts]),
                             torch.cat([p.video_mask for p in parts]), parts[0].first_latent_frame)
 
+    def latent_slice(self, start: int, count: int) -> FrameWindows:
+        """``count`` latent frames from position ``start`` (0-based within these windows)."""
+        if start < 0 or count <= 0 or start + count > self.num_latent_frames:
+            raise UserInputError(f"latent slice [{start}, {start + count}) is outside these "
+                                 f"{self.num_latent_frames} latent frames")
+        s = K.VAE_TEMPORAL_STRIDE
+        return FrameWindows(self.windows[start: start + count], self.slot_mask[start: start + count],
+                            self.video_mask[start * s: (start + count) * s], self.first_latent_frame + start)
+
     def truncate(self, num_latent_frames: int) -> FrameWindows:
         f, s = num_latent_frames, K.VAE_TEMPORAL_STRIDE
         return FrameWindows(self.windows[:f], self.slot_mask[:f], self.video_mask[: f * s], self.first_latent_frame)

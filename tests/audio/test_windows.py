@@ -147,3 +147,17 @@ def test_start_frame_uses_earlier_audio_as_context():
         assert out.slot_mask[i].tolist() == [1.0] * 8  # frames before the crop are real audio now
     with pytest.raises(UserInputError, match="start_frame"):
         fe.encode(staircase(n_video), 16000, start_frame=61)
+
+
+def test_crop_on_a_chunk_boundary_equals_a_slice_of_the_whole_clip():
+    fe = AudioFrontend(AudioConfig(backend="mel", vad="energy", context_s=1.0))
+    rng = np.random.default_rng(3)
+    x = (0.2 * rng.standard_normal(16000 * 3)).astype(np.float32)
+    x[8000:16000] = 0
+    whole = fe.encode(x, 16000)
+    crop = fe.encode(x, 16000, start_frame=24, num_latent_frames=6)  # 24 = 2 chunks of 12 video frames
+    part = whole.latent_slice(6, 6)
+    torch.testing.assert_close(crop.windows, part.windows, rtol=0, atol=0)
+    assert torch.equal(crop.slot_mask, part.slot_mask) and torch.equal(crop.video_mask, part.video_mask)
+    with pytest.raises(UserInputError, match="outside"):
+        whole.latent_slice(whole.num_latent_frames - 1, 2)
