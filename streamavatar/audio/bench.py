@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shutil
 import statistics
 import tempfile
 import time
@@ -84,13 +85,16 @@ def run_audio_benchmark(backends: list[str], seconds: float, *, wav2vec2_dir: st
     for name in backends:
         if name not in BACKENDS:
             raise UserInputError(f"unknown audio backend {name!r}; expected one of {list(BACKENDS)}")
-        note = None
-        directory = wav2vec2_dir
+        note, directory, scratch = None, wav2vec2_dir, None
         if name == "wav2vec2" and directory is None:
-            directory = random_wav2vec2_base_dir()
+            directory = scratch = random_wav2vec2_base_dir()
             note = "wav2vec2-base geometry with random weights (timing only)"
-        cfg = replace(AudioConfig(), backend=name, wav2vec2_dir=directory, cache_dir=cache_dir, dtype=dtype)
-        res = bench_backend(cfg, seconds, progress=progress)
+        try:
+            cfg = replace(AudioConfig(), backend=name, wav2vec2_dir=directory, cache_dir=cache_dir, dtype=dtype)
+            res = bench_backend(cfg, seconds, progress=progress)
+        finally:
+            if scratch:
+                shutil.rmtree(scratch, ignore_errors=True)
         if note:
             res["note"] = note
         results[name] = res
