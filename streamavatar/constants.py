@@ -26,6 +26,9 @@ ROLLING_WINDOW_FRAMES = 3
 RAPR_MAX_DISTANCE = 9
 #: Video frame rate of the stream (project page: 25 FPS).
 VIDEO_FPS = 25
+#: Audio context of a video frame t: the encoder features of frames t−2 … t+2 are concatenated (paper §3, S4:
+#: f'_t = concat(f_{t−2}, …, f_{t+2})); a latent frame's window is its 4 video frames widened by this radius.
+AUDIO_WINDOW_RADIUS_FRAMES = 2
 #: The prompt StreamAvatar fixes for every experiment (paper §1).
 FIXED_PROMPT = "a person is speaking and listening."
 

@@ -14,7 +14,7 @@ import csv
 import json
 import math
 import time
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
 import torch
@@ -61,7 +61,7 @@ class TeacherTrainConfig:
     audio_backend: str = "whisper-tiny"
     feature_cache: str | None = None
     workers: int = 0
-    extra: dict = field(default_factory=dict)
+    split: str = "train"
 
     def __post_init__(self) -> None:
         for name in ("drop_talk", "drop_listen", "drop_reference"):
@@ -154,7 +154,7 @@ def train_teacher(cfg: TeacherTrainConfig, resume: bool = False, progress: bool 
         raise UserInputError(f"{out} already holds a run; pass --resume to continue it or choose another --out")
     out.mkdir(parents=True, exist_ok=True)
     torch.manual_seed(cfg.seed)
-    _, frontend, windows = load_training_inputs(cfg, "train", progress)
+    _, frontend, windows = load_training_inputs(cfg, cfg.split, progress)
     mc = teacher_model_config(cfg)
     model = AvatarDiT(mc.dit)
     projector, pc = build_projector(mc, frontend)

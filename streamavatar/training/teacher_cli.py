@@ -18,7 +18,8 @@ def _train(args: argparse.Namespace) -> int:
                              checkpoint_every=args.checkpoint_every, mouth_weight=args.mouth_weight,
                              drop_talk=args.drop_talk, drop_listen=args.drop_listen,
                              drop_reference=args.drop_reference, seed=args.seed, vae=args.vae,
-                             audio_backend=args.audio_backend, feature_cache=args.feature_cache)
+                             audio_backend=args.audio_backend, feature_cache=args.feature_cache,
+                             split=args.split, frames=args.frames)
     last = train_teacher(cfg, resume=args.resume, progress=sys.stderr.isatty())
     print(" ".join(f"{k}={v}" for k, v in last.items()))
     return 0
@@ -42,6 +43,7 @@ def register(tree) -> None:
     p.add_argument("--preset", default="tiny")
     p.add_argument("--prediction", default="x0", choices=("x0", "velocity"))
     p.add_argument("--batch", type=int, default=8)
+    p.add_argument("--frames", type=int, default=9, help="generated latent frames per window (multiple of 3)")
     p.add_argument("--lr", type=float, default=2e-4)
     p.add_argument("--steps", type=int, default=100_000, help="stop after this many steps in all")
     p.add_argument("--minutes", type=float, default=60.0, help="stop after this many minutes (this invocation)")
@@ -54,6 +56,7 @@ def register(tree) -> None:
     p.add_argument("--vae", default="tiny", help="'tiny' (bundled) or a VAE directory")
     p.add_argument("--audio-backend", default="whisper-tiny", choices=("whisper-tiny", "mel"))
     p.add_argument("--feature-cache", default=None, help="where encoded clips are cached (default RUN/features)")
+    p.add_argument("--split", default="train", choices=("train", "val", "test"), help="corpus split to train on")
     p.add_argument("--threads", type=int, default=None)
 
     s = tree.subcommand("sample", "teacher", "sample a clip from a trained teacher", _sample)

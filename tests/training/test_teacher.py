@@ -1,0 +1,122 @@
+"""Teacher training: the loss goes down, kill -9 + --resume continues exactly, bad input."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+from streamavatar.models.vae import VideoVAE, vae_preset
+
+from streamavatar.data.synthetic import SynthConfig, build_corpus
+from streamavatar.errors import UserInputError
+from streamavatar.training.state import load_checkpoint
+from streamavatar.training.teacher import (
+    TeacherTrainConfig,
+    build_projector,
+    flow_matching_loss,
+    load_training_inputs,
+    teacher_model_config,
+)
+
+
+@pytest.fixture(scope="module")
+def corpus_and_vae(tmp_path_factory):
+    root = tmp_path_factory.mktemp("teacher")
+    corpus = root / "corpus"
+    build_corpus(corpus, SynthConfig(clips=3, seconds=2.0, seed=11, clips_per_identity=1, workers=1),
+                 progress=False)
+    split = next(s for s in ("train", "val", "test") if (corpus / f"{s}.txt").read_text().strip())
+    torch.manual_seed(0)
+    vae_dir = root / "vae"
+    VideoVAE(vae_preset("tiny")).save_pretrained(vae_dir)
+    return corpus, vae_dir, split
+
+
+def _cfg(corpus, vae_dir, split, out, **over) -> TeacherTrainConfig:
+    base = dict(data=str(corpus), out=str(out), frames=3, batch=2, lr=1e-3, vae=str(vae_dir),
+                audio_backend="mel", split=split, checkpoint_every=2, mouth_weight=4.0, drop_talk=0.0,
+                drop_listen=0.0, drop_reference=0.0)
+    base.update(over)
+    return TeacherTrainConfig(**base)
+
+
+def test_loss_goes_down_on_a_fixed_batch(corpus_and_vae, tmp_path):
+    corpus, vae_dir, split = corpus_and_vae
+    cfg = _cfg(corpus, vae_dir, split, tmp_path / "run")
+    _, frontend, windows = load_training_inputs(cfg, split, progress=False)
+    assert len(windows) >= 2
+    batch = {k: torch.stack([windows[0][k], windows[1][k]]) for k in windows[0]}
+    assert batch["latents"].shape[2] == 4 and batch["weight"].max() > 1  # mouth weight present
+    torch.manual_seed(0)
+    mc = teacher_model_config(cfg)
+    from streamavatar.models.dit import AvatarDiT
+
+    model = AvatarDiT(mc.dit)
+    projector, _ = build_projector(mc, frontend)
+    opt = torch.optim.AdamW(list(model.parameters()) + list(projector.parameters()), lr=1e-3)
+    losses = []
+    for _ in range(25):
+        loss, _ = flow_matching_loss(model, projector, batch, cfg, torch.Generator().manual_seed(3))
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        losses.append(float(loss))
+    assert losses[-1] < 0.5 * losses[0], losses
+
+
+def _run(args, env=None):
+    return subprocess.Popen([sys.executable, "-m", "streamavatar", "train", "teacher", *args],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+
+
+def test_kill_9_then_resume_continues_from_the_checkpoint(corpus_and_vae, tmp_path):
+    corpus, vae_dir, split = corpus_and_vae
+    out = tmp_path / "run"
+    common = ["--data", str(corpus), "--out", str(out), "--vae", str(vae_dir), "--audio-backend", "mel",
+              "--batch", "1", "--checkpoint-every", "2", "--threads", "1", "--split", split, "--frames", "3"]
+    env = None
+    proc = _run([*common, "--steps", "1000"], env)
+    ckpt = out / "checkpoint.pt"
+    deadline = time.monotonic() + 240
+    while time.monotonic() < deadline and proc.poll() is None:
+        if ckpt.exists() and load_checkpoint(ckpt)["step"] >= 4:
+            break
+        time.sleep(0.5)
+    assert proc.poll() is None, proc.stderr.read()
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait()
+    saved = load_checkpoint(ckpt)
+    step0 = saved["step"]
+    adam_steps0 = max(s["step"] for s in saved["optimizer"]["state"].values())
+    assert step0 >= 4 and float(adam_steps0) == step0
+    again = _run([*common, "--steps", str(step0 + 2), "--resume"], env)
+    _, err = again.communicate(timeout=240)
+    assert again.returncode == 0, err
+    resumed = load_checkpoint(ckpt)
+    assert resumed["step"] == step0 + 2
+    assert float(max(s["step"] for s in resumed["optimizer"]["state"].values())) == step0 + 2
+    rows = (out / "train_log.csv").read_text().splitlines()
+    steps = [int(r.split(",")[0]) for r in rows[1:]]
+    assert steps[-2:] == [step0 + 1, step0 + 2]
+    info = json.loads((out / "teacher.json").read_text())
+    assert info["train"]["preset"] == "tiny" and (out / "teacher.safetensors").is_file()
+    # a second run into the same folder without --resume is refused
+    r = _run([*common, "--steps", "1"], env)
+    _, err = r.communicate(timeout=120)
+    assert r.returncode == 2 and "--resume" in err and "Traceback" not in err
+
+
+def test_bad_config_and_data(tmp_path):
+    with pytest.raises(UserInputError, match="drop_talk"):
+        TeacherTrainConfig(data="x", out="y", drop_talk=1.5)
+    with pytest.raises(UserInputError, match="not a synthetic corpus"):
+        from streamavatar.training.teacher_data import _corpus_clips
+
+        _corpus_clips(Path(tmp_path), "train")
