@@ -105,7 +105,7 @@ def flow_matching_loss(model: AvatarDiT, projector, batch: dict, cfg: TeacherTra
     err = (out.float() - target).pow(2).mean(dim=1)  # [B, F, h, w]
     w = batch["weight"]
     loss = (err * w).sum() / w.sum()
-    return loss, {"loss": float(loss), "mse": float(err.mean()), "sigma": float(sigma.mean())}
+    return loss, {"loss": float(loss.detach()), "mse": float(err.detach().mean()), "sigma": float(sigma.mean())}
 
 
 def _collate(items: list[dict]) -> dict:
