@@ -16,6 +16,7 @@ from streamavatar.errors import UserInputError
 #: Modules that define ``register(tree: CommandTree) -> None``.
 COMMAND_MODULES: tuple[str, ...] = (
     "streamavatar.bench.cli",
+    "streamavatar.training.vae_cli",
 )
 
 GROUP_HELP = {
