@@ -42,6 +42,8 @@ class VAETrainConfig:
     preset: str = "tiny"
     batch: int = 4
     frames: int = 9
+    #: Side of the random square crops trained on (0 = full frames).
+    crop: int = 64
     lr: float = 2e-3
     warmup_steps: int = 100
     minutes: float = 45.0
@@ -70,6 +72,8 @@ class VAETrainConfig:
             v = getattr(self, name)
             if not (isinstance(v, (int, float)) and math.isfinite(v) and v > 0):
                 raise UserInputError(f"--{name.replace('_', '-')} must be a positive number, got {v}")
+        if self.crop < 0 or self.crop % 8:
+            raise UserInputError(f"--crop must be 0 (full frames) or a multiple of 8, got {self.crop}")
         if self.max_steps < 0 or self.eval_clips < 1:
             raise UserInputError("--max-steps must be >= 0 and --eval-clips >= 1")
 
@@ -203,7 +207,7 @@ def train_vae(cfg: VAETrainConfig, resume: bool = False, progress: bool = True) 
         lr = cfg.lr * _lr_factor(step, elapsed, budget, cfg.warmup_steps)
         for g in opt.param_groups:
             g["lr"] = lr
-        x = train_bank.sample(cfg.batch, cfg.frames, rng)
+        x = train_bank.sample(cfg.batch, cfg.frames, rng, crop=cfg.crop or None)
         with torch.autocast("cpu", torch.bfloat16):
             mu, logvar = vae.encode_moments(x)
             z = mu + torch.exp(0.5 * logvar.float().clamp(-30, 20)) * torch.randn(mu.shape)

@@ -33,7 +33,7 @@ def _train(args: argparse.Namespace) -> int:
     from streamavatar.training.vae import VAETrainConfig, train_vae
 
     _set_threads(args.threads)
-    cfg = VAETrainConfig(data=args.data, out=args.out, batch=args.batch, frames=args.frames, lr=args.lr,
+    cfg = VAETrainConfig(data=args.data, out=args.out, batch=args.batch, frames=args.frames, crop=args.crop, lr=args.lr,
                          minutes=args.minutes, max_steps=args.max_steps, ckpt_minutes=args.ckpt_minutes,
                          eval_minutes=args.eval_minutes, eval_clips=args.eval_clips, gan_weight=args.gan_weight,
                          seed=args.seed)
@@ -68,6 +68,8 @@ def register(tree) -> None:
     p.add_argument("--max-steps", type=int, default=0, help="stop after this many steps (0 = time budget only)")
     p.add_argument("--batch", type=int, default=4, help="clips per step (default 4)")
     p.add_argument("--frames", type=int, default=9, help="frames per clip, 1 + 4k (default 9)")
+    p.add_argument("--crop", type=int, default=64, help="train on random square crops of this side (0 = full "
+                   "frames; default 64)")
     p.add_argument("--lr", type=_positive_float, default=2e-3, help="peak learning rate (default 2e-3)")
     p.add_argument("--ckpt-minutes", type=_positive_float, default=3.0, help="checkpoint interval (default 3)")
     p.add_argument("--eval-minutes", type=_positive_float, default=5.0, help="validation interval (default 5)")

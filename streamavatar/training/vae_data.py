@@ -78,8 +78,13 @@ class ClipBank:
     def __len__(self) -> int:
         return len(self.clips)
 
-    def sample(self, batch: int, frames: int, rng: np.random.Generator, flip: bool = True) -> torch.Tensor:
-        """``batch`` random windows of ``frames`` frames as float ``[B, 3, frames, H, W]`` in [-1, 1]."""
+    def sample(self, batch: int, frames: int, rng: np.random.Generator, flip: bool = True,
+               crop: int | None = None, crop_step: int = 8) -> torch.Tensor:
+        """``batch`` random windows of ``frames`` frames as float ``[B, 3, frames, H, W]`` in [-1, 1].
+
+        With ``crop``, each window is a random ``crop x crop`` square whose corner lies on a ``crop_step`` grid
+        (training on crops costs a fraction of full frames; the networks are convolutional).
+        """
         out = []
         for _ in range(batch):
             clip = self.clips[rng.integers(len(self.clips))]
@@ -87,6 +92,10 @@ class ClipBank:
                 raise UserInputError(f"clips need at least {frames} frames, one has {clip.shape[0]}")
             s = rng.integers(clip.shape[0] - frames + 1)
             w = clip[s:s + frames]
+            if crop is not None and crop < min(w.shape[1:3]):
+                y0 = crop_step * rng.integers((w.shape[1] - crop) // crop_step + 1)
+                x0 = crop_step * rng.integers((w.shape[2] - crop) // crop_step + 1)
+                w = w[:, y0:y0 + crop, x0:x0 + crop]
             if flip and rng.random() < 0.5:
                 w = w[:, :, ::-1]
             out.append(np.ascontiguousarray(w))
