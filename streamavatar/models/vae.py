@@ -298,3 +298,20 @@ def load_wan_vae(path: str | Path, preset: str = "wan2.1", dtype: torch.dtype = 
     vae.latents_mean = torch.tensor(cfg.latents_mean).view(1, -1, 1, 1, 1)
     vae.latents_std = torch.tensor(cfg.latents_std).view(1, -1, 1, 1, 1)
     return vae.to(dtype).eval()
+
+
+#: The trained tiny VAE shipped with the package (``streamavatar train vae`` output, bf16).
+TINY_ASSET_DIR = Path(__file__).resolve().parents[1] / "assets" / "vae" / "tiny"
+
+
+def load_vae(spec: str | Path = "tiny", preset: str | None = None, dtype: torch.dtype = torch.bfloat16) -> VideoVAE:
+    """Load a VAE by spec: ``"tiny"`` (the bundled trained weights), a saved VAE directory, or an original Wan
+    checkpoint file (``preset`` = ``wan2.1`` | ``wan2.2``, default ``wan2.1``)."""
+    if str(spec) == "tiny":
+        if not (TINY_ASSET_DIR / CONFIG_FILE).is_file():
+            raise UserInputError(f"the bundled tiny VAE is missing from {TINY_ASSET_DIR}")
+        return VideoVAE.from_pretrained(TINY_ASSET_DIR, expected_preset="tiny", dtype=dtype)
+    path = Path(spec)
+    if path.is_dir():
+        return VideoVAE.from_pretrained(path, expected_preset=preset, dtype=dtype)
+    return load_wan_vae(path, preset or "wan2.1", dtype=dtype)
