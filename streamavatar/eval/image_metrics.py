@@ -27,8 +27,11 @@ def _gaussian_window(size: int, sigma: float, channels: int, dtype: torch.dtype)
     return (g[:, None] * g[None, :]).expand(channels, 1, size, size).contiguous()
 
 
+@torch.autocast("cpu", enabled=False)
 def ssim_map(a: torch.Tensor, b: torch.Tensor, window: int = 11, sigma: float = 1.5) -> torch.Tensor:
-    """SSIM map of image batches ``[N, C, H, W]`` in [0, 1] (valid convolution, no padding)."""
+    """SSIM map of image batches ``[N, C, H, W]`` in [0, 1] (valid convolution, no padding; always fp32 -
+    variances as differences of means lose everything in bf16)."""
+    a, b = a.float(), b.float()
     c = a.shape[1]
     w = _gaussian_window(window, sigma, c, a.dtype).to(a.device)
     mu_a = F.conv2d(a, w, groups=c)

@@ -113,17 +113,29 @@ class TinyEncoder(nn.Module):
         self.stage3 = ResBlock2d(c2, cfg.groups)
         self.norm_out = nn.GroupNorm(cfg.groups, c2)
         self.conv_out = nn.Conv2d(c2, 2 * cfg.latent_channels, 3, padding=1)
+        #: Linear path: each 8x8 patch of a group (768 values) -> z values; PCA-initialised before training.
+        self.patch_in = nn.Conv2d(3 * t, cfg.latent_channels, 8, stride=8)
+        with torch.no_grad():
+            # The non-linear path starts silent, so an untrained network is exactly its linear (PCA) path.
+            self.conv_out.weight.zero_()
+            self.conv_out.bias.zero_()
+            # Start with a narrow posterior (std e^-4): with unit variance the sampling noise drowns the
+            # untrained means and training stalls while the means grow to outshout it.
+            self.conv_out.bias[cfg.latent_channels:] = -8.0
 
     def forward(self, groups: torch.Tensor) -> torch.Tensor:
         """``groups [B, T, 12, H, W]`` -> moments ``[B, 2z, T, H/8, W/8]`` (whole clip, no cache)."""
         b, t = groups.shape[:2]
-        x = F.pixel_unshuffle(groups.flatten(0, 1), 2)
+        flat = groups.flatten(0, 1)
+        linear = self.patch_in(flat)
+        x = F.pixel_unshuffle(flat, 2)
         x = self.stage0(self.conv_in(x))
         x = self.stage1(self.down1(x))
         x = self.stage2(self.down2(x))
         x, _ = self.time_mix(x.unflatten(0, (b, t)), None)
         x = self.stage3(x.flatten(0, 1))
         x = self.conv_out(F.silu(self.norm_out(x)))
+        x = x + F.pad(linear, (0, 0, 0, 0, 0, x.shape[1] - linear.shape[1]))  # linear path feeds mu only
         return x.unflatten(0, (b, t)).transpose(1, 2)
 
 
@@ -144,6 +156,11 @@ class TinyDecoder(nn.Module):
         self.stage0 = nn.Sequential(*[ResBlock2d(c0, cfg.groups) for _ in range(cfg.decoder_blocks)])
         self.norm_out = nn.GroupNorm(cfg.groups, c0)
         self.conv_out = nn.Conv2d(c0, 3 * t * 4, 3, padding=1)
+        #: Linear path: z values -> an 8x8 patch of a group (768 values); PCA-initialised before training.
+        self.patch_out = nn.Conv2d(cfg.latent_channels, 3 * t * 64, 1)
+        with torch.no_grad():
+            self.conv_out.weight.zero_()
+            self.conv_out.bias.zero_()
 
     #: Number of cache entries :meth:`forward` reads and returns.
     num_caches = 2
@@ -151,7 +168,9 @@ class TinyDecoder(nn.Module):
     def forward(self, z: torch.Tensor, caches: list[torch.Tensor | None]) -> tuple[torch.Tensor, list]:
         """``z [B, z, T, h, w]`` -> ``groups [B, T, 12, 8h, 8w]`` and the updated caches."""
         b, t = z.shape[0], z.shape[2]
-        x = self.conv_in(z.transpose(1, 2).flatten(0, 1))
+        zf = z.transpose(1, 2).flatten(0, 1)
+        linear = F.pixel_shuffle(self.patch_out(zf), 8)
+        x = self.conv_in(zf)
         x, c2 = self.time_mix2(x.unflatten(0, (b, t)), caches[0])
         x = self.stage2(x.flatten(0, 1))
         x = self.up1(F.interpolate(x, scale_factor=2.0, mode="nearest"))
@@ -159,7 +178,7 @@ class TinyDecoder(nn.Module):
         x = self.stage1(x.flatten(0, 1))
         x = self.up0(F.interpolate(x, scale_factor=2.0, mode="nearest"))
         x = self.stage0(x)
-        x = F.pixel_shuffle(self.conv_out(F.silu(self.norm_out(x))), 2)
+        x = F.pixel_shuffle(self.conv_out(F.silu(self.norm_out(x))), 2) + linear
         return x.unflatten(0, (b, t)), [c2, c1]
 
 
@@ -177,6 +196,32 @@ def groups_to_frames(groups: torch.Tensor, first_is_reference: bool) -> torch.Te
     s = K.VAE_TEMPORAL_STRIDE
     video = groups.reshape(b, t, s, 3, h, w).permute(0, 3, 1, 2, 4, 5).reshape(b, 3, t * s, h, w)
     return video[:, :, s - 1:] if first_is_reference else video
+
+
+@torch.no_grad()
+def patch_pca_(vae: TinyCausalVAE, videos: torch.Tensor, max_patches: int = 60000) -> float:
+    """Set both linear patch paths to the top-z PCA of the 8x8 group patches of ``videos`` [N, 3, 1+4k, H, W].
+
+    Returns the PSNR (dB) of the pure PCA reconstruction on those videos. An untrained network equals this PCA
+    autoencoder (its non-linear paths start at zero), so training starts from a sensible reconstruction.
+    """
+    groups = frames_to_groups(videos.float()).flatten(0, 1)
+    patches = F.pixel_unshuffle(groups, 8).permute(0, 2, 3, 1).reshape(-1, groups.shape[1] * 64)
+    if patches.shape[0] > max_patches:
+        idx = torch.randperm(patches.shape[0], generator=torch.Generator().manual_seed(0))[:max_patches]
+        patches = patches[idx]
+    mean = patches.mean(0)
+    _, _, vh = torch.linalg.svd(patches - mean, full_matrices=False)
+    z = vae.cfg.latent_channels
+    basis = vh[:z]  # [z, 768], orthonormal rows
+    enc, dec = vae.encoder.patch_in, vae.decoder.patch_out
+    enc.weight.copy_(basis.view(z, groups.shape[1], 8, 8))
+    enc.bias.copy_(-(basis @ mean))
+    dec.weight.copy_(basis.T.reshape(-1, z, 1, 1))
+    dec.bias.copy_(mean)
+    recon = (patches - mean) @ basis.T @ basis + mean
+    mse = ((recon.clamp(-1, 1) - patches) / 2).pow(2).mean()
+    return float(10 * torch.log10(1 / mse))
 
 
 class TinyCausalVAE(nn.Module):

@@ -27,6 +27,7 @@ from streamavatar.errors import UserInputError
 from streamavatar.eval.image_metrics import psnr, ssim_map
 from streamavatar.eval.vae_eval import evaluate_clips
 from streamavatar.models.patch_discriminator import PatchDiscriminator
+from streamavatar.models.tiny_vae import patch_pca_
 from streamavatar.models.vae import VideoVAE, vae_preset
 from streamavatar.training.vae_data import ClipBank, read_video_frames, split_videos
 
@@ -44,7 +45,7 @@ class VAETrainConfig:
     frames: int = 9
     #: Side of the random square crops trained on (0 = full frames).
     crop: int = 64
-    lr: float = 2e-3
+    lr: float = 1e-3
     warmup_steps: int = 100
     minutes: float = 45.0
     max_steps: int = 0
@@ -181,6 +182,10 @@ def train_vae(cfg: VAETrainConfig, resume: bool = False, progress: bool = True) 
     eval_clips = [read_video_frames(p, cfg.eval_frames) for p in eval_videos[:cfg.eval_clips]]
     logs = _Logs(out)
     budget = cfg.minutes * 60.0
+    if state is None:
+        pca_rng = np.random.default_rng(cfg.seed + 2)
+        pca_psnr = patch_pca_(vae.net, train_bank.sample(32, cfg.frames, pca_rng, flip=False))
+        logs.write(out / "init.csv", {"patch_pca_psnr_db": round(pca_psnr, 3)})
 
     def save() -> None:
         _atomic_save({"model": vae.net.state_dict(), "opt": opt.state_dict(),

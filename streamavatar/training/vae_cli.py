@@ -70,7 +70,7 @@ def register(tree) -> None:
     p.add_argument("--frames", type=int, default=9, help="frames per clip, 1 + 4k (default 9)")
     p.add_argument("--crop", type=int, default=64, help="train on random square crops of this side (0 = full "
                    "frames; default 64)")
-    p.add_argument("--lr", type=_positive_float, default=2e-3, help="peak learning rate (default 2e-3)")
+    p.add_argument("--lr", type=_positive_float, default=1e-3, help="peak learning rate (default 1e-3)")
     p.add_argument("--ckpt-minutes", type=_positive_float, default=3.0, help="checkpoint interval (default 3)")
     p.add_argument("--eval-minutes", type=_positive_float, default=5.0, help="validation interval (default 5)")
     p.add_argument("--eval-clips", type=int, default=4, help="validation clips (default 4)")
