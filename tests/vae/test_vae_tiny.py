@@ -89,3 +89,34 @@ def test_bad_latents_and_presets(small_tiny_vae):
     wan22 = build_vae("wan2.2", device="meta")
     with pytest.raises(UserInputError, match="stride 16"):
         wan22.check_video(torch.zeros(1, 3, 5, 40, 40, device="meta"))
+
+
+def test_patch_pca_init_makes_an_untrained_vae_a_pca_autoencoder(clip9):
+    """Non-linear paths start at zero, so after ``patch_pca_`` the VAE reconstructs exactly like the PCA."""
+    import torch.nn.functional as F
+
+    from streamavatar.models.tiny_vae import TinyVAEConfig, frames_to_groups, patch_pca_
+    from streamavatar.models.vae import VAEConfig
+
+    torch.manual_seed(0)
+    vae = VideoVAE(VAEConfig(**{**vae_preset("tiny").__dict__, "tiny": TinyVAEConfig(widths=(16, 16, 32),
+                                                                                      groups=4)})).eval()
+    # smooth video so that 16 components capture most of it
+    smooth = F.interpolate(clip9.flatten(1, 2), scale_factor=0.25, mode="bilinear")
+    video = F.interpolate(smooth, size=clip9.shape[-2:], mode="bilinear").view_as(clip9)
+    reported = patch_pca_(vae.net, video)
+    with torch.no_grad():
+        recon = vae.decode(vae.encode(video))
+    groups = frames_to_groups(video).flatten(0, 1)
+    patches = F.pixel_unshuffle(groups, 8)
+    w = vae.net.encoder.patch_in.weight.flatten(1)
+    coef = torch.einsum("kd,ndhw->nkhw", w, patches - vae.net.decoder.patch_out.bias.view(1, -1, 1, 1))
+    manual = F.pixel_shuffle(torch.einsum("kd,nkhw->ndhw", w, coef) + vae.net.decoder.patch_out.bias.view(1, -1, 1, 1),
+                             8)
+    from streamavatar.models.tiny_vae import groups_to_frames
+
+    manual_video = groups_to_frames(manual.view(1, -1, *manual.shape[1:]), first_is_reference=True).clamp(-1, 1)
+    assert (recon - manual_video).abs().max() < 1e-4
+    mse = ((recon - video) / 2).pow(2).mean()
+    assert abs(float(10 * torch.log10(1 / mse)) - reported) < 1.0
+    assert reported > 20
