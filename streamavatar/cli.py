@@ -20,6 +20,7 @@ COMMAND_MODULES: tuple[str, ...] = (
     "streamavatar.data.cli",
     "streamavatar.serve.cli",
     "streamavatar.training.teacher_cli",
+    "streamavatar.training.vae_cli",
 )
 
 GROUP_HELP = {

@@ -1,0 +1,268 @@
+"""Training of the tiny causal VAE (``streamavatar train vae``).
+
+Loss = L1 + spatial/temporal gradient L1 + (1 - SSIM) + KL (LPIPS needs weights we cannot download), with an
+optional patch discriminator (hinge loss). Forward passes run under bf16 autocast (fp32 master weights).
+The run directory holds ``checkpoint.pt`` (model, optimizer, step, elapsed time, RNG states; written
+atomically every few minutes), ``train.csv`` / ``eval.csv`` logs and, at the end, ``vae/`` - the exported
+bf16 weights + config with measured per-channel latent statistics. ``--resume`` continues a run exactly
+where its last checkpoint left it; the time budget counts training time across resumes.
+"""
+
+from __future__ import annotations
+
+import csv
+import math
+import os
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from tqdm import tqdm
+
+from streamavatar import constants as K
+from streamavatar.errors import UserInputError
+from streamavatar.eval.image_metrics import psnr, ssim_map
+from streamavatar.eval.vae_eval import evaluate_clips
+from streamavatar.models.patch_discriminator import PatchDiscriminator
+from streamavatar.models.tiny_vae import patch_pca_
+from streamavatar.models.vae import VideoVAE, vae_preset
+from streamavatar.training.vae_data import ClipBank, read_video_frames, split_videos
+
+CHECKPOINT = "checkpoint.pt"
+
+
+@dataclass
+class VAETrainConfig:
+    """Settings of one VAE training run (saved in the checkpoint)."""
+
+    data: str
+    out: str
+    preset: str = "tiny"
+    batch: int = 4
+    frames: int = 9
+    #: Side of the random square crops trained on (0 = full frames).
+    crop: int = 64
+    lr: float = 1e-3
+    warmup_steps: int = 100
+    minutes: float = 45.0
+    max_steps: int = 0
+    ckpt_minutes: float = 3.0
+    eval_minutes: float = 5.0
+    eval_clips: int = 4
+    eval_frames: int = 49
+    w_l1: float = 1.0
+    w_grad: float = 0.5
+    w_ssim: float = 0.2
+    w_kl: float = 1e-6
+    gan_weight: float = 0.0
+    gan_start: int = 1000
+    seed: int = 0
+    max_bytes: float = 1.5e9
+    log_every: int = 10
+
+    def validate(self) -> None:
+        if self.preset != "tiny":
+            raise UserInputError(f"only the tiny VAE is trained here; Wan VAEs load from checkpoints "
+                                 f"(got --preset {self.preset})")
+        if self.frames < 5 or (self.frames - 1) % K.VAE_TEMPORAL_STRIDE:
+            raise UserInputError(f"--frames must be 1 + 4k with k >= 1 (5, 9, 13, ...), got {self.frames}")
+        for name in ("batch", "minutes", "ckpt_minutes", "eval_minutes", "lr"):
+            v = getattr(self, name)
+            if not (isinstance(v, (int, float)) and math.isfinite(v) and v > 0):
+                raise UserInputError(f"--{name.replace('_', '-')} must be a positive number, got {v}")
+        if self.crop < 0 or self.crop % 8:
+            raise UserInputError(f"--crop must be 0 (full frames) or a multiple of 8, got {self.crop}")
+        if self.max_steps < 0 or self.eval_clips < 1:
+            raise UserInputError("--max-steps must be >= 0 and --eval-clips >= 1")
+
+
+def _atomic_save(obj, path: Path) -> None:
+    tmp = path.with_name(path.name + ".tmp")
+    torch.save(obj, tmp)
+    os.replace(tmp, path)
+
+
+def reconstruction_losses(recon: torch.Tensor, target: torch.Tensor) -> dict[str, torch.Tensor]:
+    """L1, gradient L1 (x, y and time) and 1 - SSIM of ``[B, 3, T, H, W]`` videos, all in fp32."""
+    r, t = recon.float(), target.float()
+    l1 = (r - t).abs().mean()
+    grad = sum(((r.diff(dim=d) - t.diff(dim=d)).abs().mean()) for d in (2, 3, 4)) / 3
+    frames_r = ((r.clamp(-1, 1) + 1) / 2).transpose(1, 2).flatten(0, 1)
+    frames_t = ((t + 1) / 2).transpose(1, 2).flatten(0, 1)
+    ssim_loss = 1 - ssim_map(frames_r, frames_t).mean()
+    return {"l1": l1, "grad": grad, "ssim": ssim_loss}
+
+
+def kl_loss(mu: torch.Tensor, logvar: torch.Tensor) -> torch.Tensor:
+    """Mean KL divergence of the diagonal Gaussian posterior from N(0, 1)."""
+    mu, logvar = mu.float(), logvar.float().clamp(-30, 20)
+    return 0.5 * (mu.pow(2) + logvar.exp() - 1 - logvar).mean()
+
+
+def _lr_factor(step: int, elapsed: float, budget: float, warmup: int) -> float:
+    """Linear warm-up, then cosine decay to 10% over the wall-clock budget (resume-safe)."""
+    frac = min(1.0, elapsed / budget)
+    return min(1.0, (step + 1) / warmup) * (0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * frac)))
+
+
+@torch.no_grad()
+def latent_statistics(vae: VideoVAE, bank: ClipBank, frames: int, n: int, seed: int) -> tuple:
+    """Per-channel mean and std of raw latents (posterior means) over ``n`` random windows."""
+    rng = np.random.default_rng(seed)
+    mus = []
+    for _ in range(n):
+        with torch.autocast("cpu", torch.bfloat16):
+            mu, _ = vae.encode_moments(bank.sample(1, frames, rng, flip=False))
+        mus.append(mu.float().transpose(0, 1).flatten(1))
+    m = torch.cat(mus, dim=1)
+    return m.mean(1), m.std(1).clamp_min(1e-3)
+
+
+class _Logs:
+    def __init__(self, out: Path) -> None:
+        self.train = out / "train.csv"
+        self.eval = out / "eval.csv"
+
+    def write(self, path: Path, row: dict) -> None:
+        new = not path.exists()
+        with path.open("a", newline="") as f:
+            w = csv.DictWriter(f, fieldnames=list(row))
+            if new:
+                w.writeheader()
+            w.writerow(row)
+
+
+def train_vae(cfg: VAETrainConfig, resume: bool = False, progress: bool = True) -> dict:
+    """Train (or continue) a tiny VAE run; returns the final evaluation and paths."""
+    cfg.validate()
+    out = Path(cfg.out)
+    ckpt_path = out / CHECKPOINT
+    if resume and not ckpt_path.is_file():
+        raise UserInputError(f"--resume: no {CHECKPOINT} in {out}")
+    if not resume and ckpt_path.exists():
+        raise UserInputError(f"{out} already holds a run; pass --resume to continue it or choose another --out")
+    out.mkdir(parents=True, exist_ok=True)
+
+    state = None
+    if resume:
+        state = torch.load(ckpt_path, map_location="cpu", weights_only=False)
+        if state.get("vae_config", {}).get("name") != cfg.preset:
+            raise UserInputError(f"{ckpt_path} is a {state.get('vae_config', {}).get('name')!r} run, "
+                                 f"not {cfg.preset!r}")
+    torch.manual_seed(cfg.seed)
+    vae = VideoVAE(vae_preset(cfg.preset)).train()
+    opt = torch.optim.AdamW(vae.net.parameters(), lr=cfg.lr, betas=(0.9, 0.99), weight_decay=1e-4)
+    disc = PatchDiscriminator() if cfg.gan_weight > 0 else None
+    disc_opt = torch.optim.AdamW(disc.parameters(), lr=cfg.lr / 2, betas=(0.5, 0.9)) if disc else None
+    rng = np.random.default_rng(cfg.seed)
+    step, elapsed = 0, 0.0
+    last_eval = None
+    if state is not None:
+        vae.net.load_state_dict(state["model"])
+        opt.load_state_dict(state["opt"])
+        if disc is not None and state.get("disc") is not None:
+            disc.load_state_dict(state["disc"])
+            disc_opt.load_state_dict(state["disc_opt"])
+        step, elapsed = state["step"], state["elapsed_s"]
+        rng.bit_generator.state = state["np_rng"]
+        torch.set_rng_state(state["torch_rng"])
+        last_eval = state.get("last_eval")
+
+    train_bank = ClipBank(split_videos(cfg.data, "train"), max_bytes=cfg.max_bytes, seed=cfg.seed,
+                          progress=progress)
+    h, w = train_bank.frame_shape[:2]
+    vae.check_video(torch.zeros(1, 3, cfg.frames, h, w))
+    try:
+        eval_videos = split_videos(cfg.data, "val")
+    except UserInputError:
+        eval_videos = train_bank.paths
+    eval_clips = [read_video_frames(p, cfg.eval_frames) for p in eval_videos[:cfg.eval_clips]]
+    logs = _Logs(out)
+    budget = cfg.minutes * 60.0
+    if state is None:
+        pca_rng = np.random.default_rng(cfg.seed + 2)
+        pca_psnr = patch_pca_(vae.net, train_bank.sample(32, cfg.frames, pca_rng, flip=False))
+        logs.write(out / "init.csv", {"patch_pca_psnr_db": round(pca_psnr, 3)})
+
+    def save() -> None:
+        _atomic_save({"model": vae.net.state_dict(), "opt": opt.state_dict(),
+                      "disc": disc.state_dict() if disc else None, "disc_opt": disc_opt.state_dict() if disc else None,
+                      "step": step, "elapsed_s": elapsed, "np_rng": rng.bit_generator.state,
+                      "torch_rng": torch.get_rng_state(), "config": asdict(cfg),
+                      "vae_config": vae.config.to_dict(), "last_eval": last_eval}, ckpt_path)
+
+    def evaluate() -> dict:
+        vae.eval()
+        with torch.autocast("cpu", torch.bfloat16):
+            r = evaluate_clips(vae, eval_clips)
+        vae.train()
+        row = {"step": step, "train_minutes": round(elapsed / 60, 3), "val_psnr_db": round(r["psnr_db"], 3),
+               "val_ssim": round(r["ssim"], 4)}
+        logs.write(logs.eval, row)
+        return row
+
+    bar = tqdm(total=int(budget), initial=int(min(elapsed, budget)), unit="s", desc="train vae",
+               disable=not progress, mininterval=2.0)
+    last_ckpt = last_eval_t = elapsed
+    t_prev = time.perf_counter()
+    while elapsed < budget and (cfg.max_steps == 0 or step < cfg.max_steps):
+        lr = cfg.lr * _lr_factor(step, elapsed, budget, cfg.warmup_steps)
+        for g in opt.param_groups:
+            g["lr"] = lr
+        x = train_bank.sample(cfg.batch, cfg.frames, rng, crop=cfg.crop or None)
+        with torch.autocast("cpu", torch.bfloat16):
+            mu, logvar = vae.encode_moments(x)
+            z = mu + torch.exp(0.5 * logvar.float().clamp(-30, 20)) * torch.randn(mu.shape)
+            recon = vae.decode_raw_train(z)
+        parts = reconstruction_losses(recon, x)
+        kl = kl_loss(mu, logvar)
+        loss = cfg.w_l1 * parts["l1"] + cfg.w_grad * parts["grad"] + cfg.w_ssim * parts["ssim"] + cfg.w_kl * kl
+        use_gan = disc is not None and step >= cfg.gan_start
+        if use_gan:
+            with torch.autocast("cpu", torch.bfloat16):
+                loss = loss - cfg.gan_weight * disc(recon.float()).float().mean()
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(vae.net.parameters(), 1.0)
+        opt.step()
+        if use_gan:
+            with torch.autocast("cpu", torch.bfloat16):
+                d_loss = (F.relu(1 - disc(x)).float().mean() + F.relu(1 + disc(recon.detach().float())).float().mean())
+            disc_opt.zero_grad(set_to_none=True)
+            d_loss.backward()
+            disc_opt.step()
+        step += 1
+        now = time.perf_counter()
+        elapsed += now - t_prev
+        t_prev = now
+        bar.n = int(min(elapsed, budget))
+        if step % cfg.log_every == 0 or step == 1:
+            batch_psnr = float(psnr(recon.detach(), x).mean())
+            logs.write(logs.train, {"step": step, "train_minutes": round(elapsed / 60, 3), "lr": f"{lr:.3g}",
+                                    "loss": round(float(loss), 5), "l1": round(float(parts["l1"]), 5),
+                                    "grad": round(float(parts["grad"]), 5), "ssim_loss": round(float(parts["ssim"]), 5),
+                                    "kl": round(float(kl), 4), "batch_psnr_db": round(batch_psnr, 3)})
+            bar.set_postfix(step=step, loss=f"{float(loss):.4f}", psnr=f"{batch_psnr:.2f}")
+        if elapsed - last_eval_t >= cfg.eval_minutes * 60:
+            last_eval = evaluate()
+            last_eval_t = elapsed
+            t_prev = time.perf_counter()  # evaluation time is not training time
+        if elapsed - last_ckpt >= cfg.ckpt_minutes * 60:
+            save()
+            last_ckpt = elapsed
+            t_prev = time.perf_counter()
+        bar.refresh()
+    bar.close()
+    last_eval = evaluate()
+    save()
+
+    vae.eval()
+    mean, std = latent_statistics(vae, train_bank, cfg.frames, n=64, seed=cfg.seed + 1)
+    vae.set_latent_stats(mean, std)
+    export = out / "vae"
+    vae.save_pretrained(export, dtype=torch.bfloat16)
+    return {"steps": step, "train_minutes": elapsed / 60, "val": last_eval, "export": str(export),
+            "checkpoint": str(ckpt_path)}
