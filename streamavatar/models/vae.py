@@ -282,19 +282,26 @@ def read_checkpoint(path: str | Path) -> dict:
 
 def load_wan_vae(path: str | Path, preset: str = "wan2.1", dtype: torch.dtype = torch.bfloat16) -> VideoVAE:
     """Load an original Wan VAE checkpoint (or its diffusers conversion) from a local file into a preset."""
-    cfg = vae_preset(preset)
-    if cfg.family == "tiny":
+    if vae_preset(preset).family == "tiny":
         raise UserInputError("load_wan_vae loads the wan2.1/wan2.2 presets; the tiny VAE loads with "
                              "VideoVAE.from_pretrained(directory)")
-    state = read_checkpoint(path)
+    return wan_vae_from_state(read_checkpoint(path), preset, dtype, source=str(path))
+
+
+def wan_vae_from_state(state: dict, preset: str = "wan2.1", dtype: torch.dtype = torch.bfloat16,
+                       source: str = "checkpoint") -> VideoVAE:
+    """A Wan preset holding ``state`` (original or diffusers names); keys and shapes must match exactly."""
+    cfg = vae_preset(preset)
+    if cfg.family == "tiny":
+        raise UserInputError("wan_vae_from_state builds the wan2.1/wan2.2 presets, not tiny")
     if is_original_naming(state):
         try:
             state = original_to_diffusers(state, cfg.family)
         except KeyError as exc:
-            raise UserInputError(f"{path} does not match the {preset!r} VAE: unknown parameter {exc}") from exc
+            raise UserInputError(f"{source} does not match the {preset!r} VAE: unknown parameter {exc}") from exc
     with torch.device("meta"):
         vae = VideoVAE(cfg)
-    _load_exact(vae.net, state, str(path), preset)
+    _load_exact(vae.net, state, source, preset)
     vae.latents_mean = torch.tensor(cfg.latents_mean).view(1, -1, 1, 1, 1)
     vae.latents_std = torch.tensor(cfg.latents_std).view(1, -1, 1, 1, 1)
     return vae.to(dtype).eval()

@@ -86,11 +86,18 @@ def test_train_resume_and_eval(corpus, tmp_path):
     (["--minutes", "0"], "positive"),
     (["--resume"], "no checkpoint.pt"),
 ])
-def test_train_bad_input_is_one_line_exit_2(corpus, tmp_path, args, needle):
-    r = run_cli("train", "vae", "--data", str(corpus), "--out", str(tmp_path / "r"), *args)
-    assert r.returncode == 2, r.stderr
-    assert "Traceback" not in r.stderr and len(r.stderr.strip().splitlines()) == 1, r.stderr
-    assert needle in r.stderr
+def test_train_bad_input_is_one_line_exit_2(corpus, tmp_path, args, needle, capsys):
+    """In-process through ``cli.main`` (the same path the console script takes; the subprocess case is below)."""
+    from streamavatar.cli import main
+
+    try:
+        code = main(["train", "vae", "--data", str(corpus), "--out", str(tmp_path / "r"), *args])
+    except SystemExit as exc:  # argparse rejects flags by exiting
+        code = exc.code
+    err = capsys.readouterr().err
+    assert code == 2, err
+    assert "Traceback" not in err and len(err.strip().splitlines()) == 1, err
+    assert needle in err
 
 
 def test_train_missing_data_dir(tmp_path):
