@@ -12,10 +12,10 @@ from pathlib import Path
 
 import pytest
 import torch
-from streamavatar.models.vae import VideoVAE, vae_preset
 
 from streamavatar.data.synthetic import SynthConfig, build_corpus
 from streamavatar.errors import UserInputError
+from streamavatar.models.vae import VideoVAE, vae_preset
 from streamavatar.training.state import load_checkpoint
 from streamavatar.training.teacher import (
     TeacherTrainConfig,
