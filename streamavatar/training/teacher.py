@@ -62,6 +62,8 @@ class TeacherTrainConfig:
     feature_cache: str | None = None
     workers: int = 0
     split: str = "train"
+    #: Start from the exported weights of an earlier run (a folder with teacher.safetensors), fresh optimiser.
+    init_from: str | None = None
 
     def __post_init__(self) -> None:
         for name in ("drop_talk", "drop_listen", "drop_reference"):
@@ -163,6 +165,13 @@ def train_teacher(cfg: TeacherTrainConfig, resume: bool = False, progress: bool 
     ema_model, ema_proj = EMA(model, cfg.ema), EMA(projector, cfg.ema)
     step = 0
     g = torch.Generator().manual_seed(cfg.seed)
+    if state is None and cfg.init_from:
+        from streamavatar.training.teacher_sample import load_teacher
+
+        init_model, init_proj, _ = load_teacher(cfg.init_from)
+        model.load_state_dict(init_model.state_dict())
+        projector.load_state_dict(init_proj.state_dict())
+        ema_model, ema_proj = EMA(model, cfg.ema), EMA(projector, cfg.ema)
     if state is not None:
         model.load_state_dict(state["model"])
         projector.load_state_dict(state["projector"])

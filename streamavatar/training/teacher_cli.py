@@ -19,7 +19,8 @@ def _train(args: argparse.Namespace) -> int:
                              drop_talk=args.drop_talk, drop_listen=args.drop_listen,
                              drop_reference=args.drop_reference, seed=args.seed, vae=args.vae,
                              audio_backend=args.audio_backend, feature_cache=args.feature_cache,
-                             split=args.split, frames=args.frames)
+                             split=args.split, frames=args.frames,
+                             init_from=args.init_from)
     last = train_teacher(cfg, resume=args.resume, progress=sys.stderr.isatty())
     print(" ".join(f"{k}={v}" for k, v in last.items()))
     return 0
@@ -57,6 +58,7 @@ def register(tree) -> None:
     p.add_argument("--audio-backend", default="whisper-tiny", choices=("whisper-tiny", "mel"))
     p.add_argument("--feature-cache", default=None, help="where encoded clips are cached (default RUN/features)")
     p.add_argument("--split", default="train", choices=("train", "val", "test"), help="corpus split to train on")
+    p.add_argument("--init-from", default=None, help="start from the exported weights of an earlier run folder")
     p.add_argument("--threads", type=int, default=None)
 
     s = tree.subcommand("sample", "teacher", "sample a clip from a trained teacher", _sample)
