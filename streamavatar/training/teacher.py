@@ -169,8 +169,12 @@ def train_teacher(cfg: TeacherTrainConfig, resume: bool = False, progress: bool 
         from streamavatar.training.teacher_sample import load_teacher
 
         init_model, init_proj, _ = load_teacher(cfg.init_from)
-        model.load_state_dict(init_model.state_dict())
-        projector.load_state_dict(init_proj.state_dict())
+        try:
+            model.load_state_dict(init_model.state_dict())
+            projector.load_state_dict(init_proj.state_dict())
+        except RuntimeError as exc:
+            raise UserInputError(f"--init-from {cfg.init_from} does not match preset {cfg.preset!r}: "
+                                 f"{str(exc).splitlines()[0]}") from None
         ema_model, ema_proj = EMA(model, cfg.ema), EMA(projector, cfg.ema)
     if state is not None:
         model.load_state_dict(state["model"])
