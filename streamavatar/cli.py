@@ -17,6 +17,7 @@ from streamavatar.errors import UserInputError
 COMMAND_MODULES: tuple[str, ...] = (
     "streamavatar.bench.cli",
     "streamavatar.data.cli",
+    "streamavatar.eval.cli",
 )
 
 GROUP_HELP = {
