@@ -74,8 +74,8 @@ def _train_judge(args: argparse.Namespace) -> int:
     from streamavatar.eval.judge_training import JudgeTrainConfig, train_and_save_judge
 
     torch.set_num_threads(max(1, args.threads))
-    report = train_and_save_judge(args.corpus, args.out, JudgeTrainConfig(minutes=args.minutes, seed=args.seed),
-                                  progress=_progress())
+    cfg = JudgeTrainConfig(minutes=args.minutes, seed=args.seed, lr=args.lr, init=args.init)
+    report = train_and_save_judge(args.corpus, args.out, cfg, progress=_progress())
     print(json.dumps({k: report[k] for k in ("train", "val", "test")}, indent=1))
     return 0
 
@@ -127,6 +127,8 @@ def register(tree) -> None:
     p.add_argument("--corpus", required=True)
     p.add_argument("--out", required=True, help="folder for judge.safetensors + judge.json")
     p.add_argument("--minutes", type=_positive_float, default=20.0, help="wall-clock training budget (default 20)")
+    p.add_argument("--lr", type=_positive_float, default=2e-3, help="peak learning rate (cosine decay)")
+    p.add_argument("--init", help="continue from the judge saved in this folder")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--threads", type=_positive_int, default=2)
 

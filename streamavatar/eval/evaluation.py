@@ -13,8 +13,8 @@ import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import cv2
 import numpy as np
+from PIL import Image
 from tqdm import tqdm
 
 from streamavatar.data.video_io import read_frames
@@ -57,13 +57,13 @@ def find_generated(folder: str | Path) -> list[tuple[str, Path]]:
 
 
 def read_generated(path: Path, size: int) -> np.ndarray:
-    """Decode a generated mp4 and resize its frames to the corpus resolution (area filter)."""
+    """Decode a generated mp4 and resize its frames to the corpus resolution (box filter = pixel-area average)."""
     try:
         frames = read_frames(path)
     except Exception as exc:  # PyAV raises many error types for broken files
         raise UserInputError(f"cannot decode generated video {path}: {exc}") from exc
     if frames.shape[1:3] != (size, size):
-        frames = np.stack([cv2.resize(f, (size, size), interpolation=cv2.INTER_AREA) for f in frames])
+        frames = np.stack([np.asarray(Image.fromarray(f).resize((size, size), Image.Resampling.BOX)) for f in frames])
     return frames
 
 

@@ -31,6 +31,10 @@ class JudgeTrainConfig:
     eval_stride: int = 2
     identity_weight: float = 0.3
     state_weight: float = 0.3
+    #: Extra weight of the mouth opening in the regression loss (the lip-sync metrics read it).
+    mouth_weight: float = 3.0
+    #: Folder of a saved judge to continue training from (same corpus, so the same target normalisation).
+    init: str | None = None
     seed: int = 0
 
 
@@ -117,6 +121,16 @@ def train_judge(corpus: str | Path, cfg: JudgeTrainConfig, progress: bool = True
     jcfg = JudgeConfig(n_identities=len(idents), target_mean=mean.tolist(), target_std=std.tolist(),
                        resolution=int(data.frames.shape[1]))
     model = Judge(jcfg)
+    if cfg.init:
+        from streamavatar.eval.judge import load_judge
+
+        start = load_judge(cfg.init)
+        if start.cfg.n_identities != jcfg.n_identities:
+            raise UserInputError(f"--init judge has {start.cfg.n_identities} identities, this corpus "
+                                 f"{jcfg.n_identities}")
+        model.load_state_dict(start.state_dict())
+    weights = torch.ones(len(REGRESSION_TARGETS))
+    weights[REGRESSION_TARGETS.index("mouth_open")] = cfg.mouth_weight
     opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
     targets = torch.from_numpy((data.targets - mean) / std)
     state = torch.from_numpy(data.state)
@@ -140,7 +154,7 @@ def train_judge(corpus: str | Path, cfg: JudgeTrainConfig, progress: bool = True
             model.train()
             with torch.autocast("cpu", dtype=torch.bfloat16):
                 o = model(x)
-            loss_reg = F.smooth_l1_loss(o["regress"], targets[idx], beta=0.5)
+            loss_reg = (F.smooth_l1_loss(o["regress"], targets[idx], beta=0.5, reduction="none") * weights).mean()
             loss_state = F.cross_entropy(o["state"], state[idx])
             loss_id = F.cross_entropy(o["identity_logits"], ident_label[idx])
             loss = loss_reg + cfg.state_weight * loss_state + cfg.identity_weight * loss_id
