@@ -10,8 +10,9 @@ mouth opening can be read off its pixels without any learned model:
    along a lip-to-interior segment (anti-aliased edges count fractionally, which gives sub-pixel resolution);
 2. the mouth is found as the centroid of lip + interior mass in a window around the expected mouth position
    (the clip's annotated mouth centre, so a generated head that drifts a few pixels is still found);
-3. the opening in pixels is the summed interior fraction of the few columns through the mouth centre (the inner
-   lip gap there, which is what ``annotations.npz``'s ``mouth_open_px`` records);
+3. the opening in pixels is the summed interior fraction of the three columns through the mouth centre (the inner
+   lip gap there, which is what ``annotations.npz``'s ``mouth_open_px`` records), counted only over the run of
+   lip-or-interior rows through the mouth (so a dark collar or hair strand in the window does not add to it);
 4. dividing by the face height times the renderer's gap scale, then a monotone calibration table fitted on the
    train split, gives a 0..1 value comparable with ``mouth_open``.
 """
@@ -36,11 +37,11 @@ GAP_PER_FACE_HEIGHT = 0.166
 #: Small openings are over-drawn by the renderer (every mouth polygon covers at least one supersampled pixel), so
 #: the pixel gap is not proportional to the control value near 0. Fitted by binning 16 train-split clips
 #: (every 8th train clip, 3200 frames) on measured value and averaging ground truth per bin (made monotone);
-#: reproduce with ``benchmarks/eval_mouth_measure.py --fit``.
-CALIBRATION_IN = (0.0, 0.041, 0.074, 0.119, 0.177, 0.224, 0.272, 0.326, 0.374, 0.427, 0.478, 0.526, 0.577, 0.628,
-                  0.676, 0.726, 0.775, 0.831, 0.877, 0.925, 0.982, 1.025)
-CALIBRATION_OUT = (0.0, 0.014, 0.014, 0.020, 0.047, 0.088, 0.140, 0.232, 0.271, 0.337, 0.402, 0.462, 0.528, 0.577,
-                   0.596, 0.661, 0.727, 0.746, 0.810, 0.879, 0.936, 0.936)
+#: reproduce with ``streamavatar eval mouth-check --corpus /work/data/corpus --fit``.
+CALIBRATION_IN = (0.0, 0.021, 0.069, 0.106, 0.151, 0.194, 0.244, 0.284, 0.33, 0.375, 0.421, 0.461, 0.506, 0.55,
+                  0.593, 0.639, 0.681, 0.728, 0.774, 0.814, 0.863, 0.901, 0.944, 0.991, 1.034)
+CALIBRATION_OUT = (0.0, 0.008, 0.008, 0.017, 0.076, 0.095, 0.155, 0.187, 0.246, 0.297, 0.33, 0.357, 0.416, 0.488,
+                   0.544, 0.596, 0.621, 0.676, 0.731, 0.751, 0.832, 0.871, 0.886, 0.928, 0.957)
 #: Search window around the expected mouth centre, in face widths (x) and face heights (y), half sizes.
 SEARCH_HALF_W = 0.34
 SEARCH_HALF_H = 0.24
@@ -72,7 +73,7 @@ class MouthMeasurement:
     open: np.ndarray           # [T] open_px mapped to the corpus' 0..1 mouth_open scale (calibrated)
     open_linear: np.ndarray    # [T] open_px / (GAP_PER_FACE_HEIGHT * face height), uncalibrated
     center_xy: np.ndarray      # [T, 2] located mouth centre, pixels
-    found: np.ndarray          # [T] bool: enough lip colour found in the search window
+    found: np.ndarray          # [T] bool: a run of lip-coloured rows found in the search window
 
 
 def _segments(colours: MouthColours) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
@@ -111,6 +112,21 @@ def _validate(frames: np.ndarray, centre_xy: np.ndarray, face_box: np.ndarray) -
                              f"{tuple(centre_xy.shape)} and {tuple(face_box.shape)}")
 
 
+def _mouth_rows(profile: np.ndarray, near: int) -> tuple[int | None, int | None]:
+    """The run of rows (or columns) whose lip-or-interior fraction exceeds 1/2 that lies nearest to index ``near``
+    (the mouth, not a lip-coloured collar or dark hair elsewhere in the window)."""
+    on = np.flatnonzero(profile > 0.5)
+    if not len(on):
+        return None, None
+    start = int(on[np.abs(on - near).argmin()])
+    top = bottom = start
+    while top - 1 >= 0 and profile[top - 1] > 0.5:
+        top -= 1
+    while bottom + 1 < len(profile) and profile[bottom + 1] > 0.5:
+        bottom += 1
+    return top, bottom
+
+
 def measure_mouth(frames: np.ndarray, colours: MouthColours, mouth_center_xy: np.ndarray,
                   face_box: np.ndarray, face_height: float | None = None) -> MouthMeasurement:
     """Measure the mouth opening in each frame of ``frames`` (uint8 ``[T, H, W, 3]``).
@@ -141,14 +157,24 @@ def measure_mouth(frames: np.ndarray, colours: MouthColours, mouth_center_xy: np
         mass = mouth.sum()
         if mass < 2.0:
             continue
-        found[t] = True
         ys, xs = np.mgrid[y0:y1, x0:x1]
         cx = float((mouth * xs).sum() / mass)
         cy = float((mouth * ys).sum() / mass)
-        centres[t] = (cx, cy)
         c = int(round(cx)) - x0
-        cols = interior[:, max(c - CENTRE_COLUMNS, 0):c + CENTRE_COLUMNS + 1]
-        open_px[t] = float(cols.sum(0).mean()) if cols.size else 0.0
+        band = slice(max(c - CENTRE_COLUMNS, 0), c + CENTRE_COLUMNS + 1)
+        top, bottom = _mouth_rows(mouth[:, band].mean(1), int(round(cy)) - y0)
+        if top is None:
+            centres[t] = (cx + 0.5, cy + 0.5)
+            continue
+        found[t] = True
+        rows = slice(max(top - 1, 0), bottom + 2)
+        left, right = _mouth_rows(mouth[top:bottom + 1].mean(0), c)  # the same run search along the mouth's rows
+        if left is not None:
+            cx = x0 + 0.5 * (left + right)
+            c = int(round(cx)) - x0
+            band = slice(max(c - CENTRE_COLUMNS, 0), c + CENTRE_COLUMNS + 1)
+        centres[t] = (cx + 0.5, y0 + 0.5 * (top + bottom) + 0.5)  # pixel i spans [i, i + 1) in annotation units
+        open_px[t] = float(interior[rows, band].sum(0).mean())
     linear = open_px / (GAP_PER_FACE_HEIGHT * face_height)
     return MouthMeasurement(open_px=open_px, open=calibrate_open(linear), open_linear=linear, center_xy=centres,
                             found=found)
