@@ -104,7 +104,8 @@ def evaluate_clip(clip: CorpusClip, generated: np.ndarray, judge: Judge, syncnet
             "vs_ground_truth_video": mouth_agreement(m_gen.open[:n], m_gt.open[:n]),
             "vs_annotation": mouth_agreement(m_gen.open[:n], ann["mouth_open"][:n]),
             "judge_vs_annotation": mouth_agreement(j_gen.params["mouth_open"][:n], ann["mouth_open"][:n]),
-            "syncnet": _sync(syncnet, generated, clip, m_gen, n) if n >= 5 else None,
+            # sync offsets are only defined where the avatar speaks
+            "syncnet": _sync(syncnet, generated, clip, m_gen, n) if ann["talk_mask"][:n].sum() >= 5 else None,
         },
         "listening": {"generated": listening_motion({k: v[:n] for k, v in j_gen.params.items()}, listen),
                       "ground_truth": listening_motion({k: v[:n] for k, v in j_gt.params.items()}, listen)},

@@ -163,10 +163,11 @@ def train_judge(corpus: str | Path, cfg: JudgeTrainConfig, progress: bool = True
             opt.step()
             step += 1
             if step % 50 == 0:
-                log.append({"step": step, "s": round(elapsed, 1), "loss": float(loss), "reg": float(loss_reg),
-                            "state": float(loss_state), "identity": float(loss_id)})
+                log.append({"step": step, "s": round(elapsed, 1), "loss": float(loss.detach()),
+                            "reg": float(loss_reg.detach()), "state": float(loss_state.detach()),
+                            "identity": float(loss_id.detach())})
                 bar.n = int(elapsed)
-                bar.set_postfix(loss=f"{float(loss):.3f}", reg=f"{float(loss_reg):.3f}")
+                bar.set_postfix(loss=f"{float(loss.detach()):.3f}", reg=f"{float(loss_reg.detach()):.3f}")
     bar.close()
     model.eval()
     return model, {"steps": step, "seconds": round(time.monotonic() - t0, 1), "train_frames": int(len(data.frames)),

@@ -114,7 +114,7 @@ def train_syncnet(data: list[SyncClipData], cfg: SyncTrainConfig, progress: bool
         loss.backward()
         opt.step()
         step += 1
-        losses.append(float(loss))
+        losses.append(float(loss.detach()))
         if step % 20 == 0:
             bar.n = int(elapsed)
             bar.set_postfix(loss=f"{np.mean(losses[-20:]):.3f}")
