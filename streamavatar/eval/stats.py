@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import warnings
+
 import numpy as np
 from scipy import linalg
 
@@ -39,10 +41,12 @@ def gaussian_stats(features: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 def frechet_distance(mu1: np.ndarray, cov1: np.ndarray, mu2: np.ndarray, cov2: np.ndarray) -> float:
     """Fréchet distance between two Gaussians: |mu1 - mu2|^2 + tr(C1 + C2 - 2 (C1 C2)^1/2)."""
     diff = mu1 - mu2
-    covmean = linalg.sqrtm(cov1 @ cov2)
-    if not np.isfinite(covmean).all():
-        eps = 1e-6 * np.eye(len(cov1))
-        covmean = linalg.sqrtm((cov1 + eps) @ (cov2 + eps))
+    with warnings.catch_warnings():  # singular covariances (e.g. a frozen video) are expected; handled below
+        warnings.simplefilter("ignore", linalg.LinAlgWarning)
+        covmean = linalg.sqrtm(cov1 @ cov2)
+        if not np.isfinite(covmean).all():
+            eps = 1e-6 * np.eye(len(cov1))
+            covmean = linalg.sqrtm((cov1 + eps) @ (cov2 + eps))
     covmean = np.real(covmean)
     return float(max(0.0, diff @ diff + np.trace(cov1) + np.trace(cov2) - 2.0 * np.trace(covmean)))
 
