@@ -1,0 +1,147 @@
+"""``streamavatar eval …`` commands: score generated clips, train the judges, check the mouth measurement."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+import sys
+from pathlib import Path
+
+from streamavatar.errors import UserInputError
+
+
+def _progress() -> bool:
+    return sys.stderr.isatty()
+
+
+def _positive_float(text: str) -> float:
+    try:
+        v = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a positive number, got {text!r}") from None
+    if not v > 0:
+        raise argparse.ArgumentTypeError(f"expected a positive number, got {text!r}")
+    return v
+
+
+def _positive_int(text: str) -> int:
+    try:
+        v = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from None
+    if v < 1:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}")
+    return v
+
+
+def _run(args: argparse.Namespace) -> int:
+    import torch
+
+    from streamavatar.eval.evaluation import evaluate_folder
+    from streamavatar.eval.judge import load_judge
+    from streamavatar.eval.report import markdown_table, write_report
+    from streamavatar.eval.speed import read_speed
+    from streamavatar.eval.syncnet import load_syncnet
+
+    if not Path(args.corpus, "clips").is_dir():
+        raise UserInputError(f"--corpus must be a corpus folder with clips/, got {args.corpus}")
+    speed = read_speed(args.bench) if args.bench else None
+    torch.set_num_threads(max(1, args.threads))
+    result, clips = evaluate_folder(args.generated, args.corpus, load_judge(args.judge), load_syncnet(args.syncnet),
+                                    baseline=args.baseline, speed=speed, progress=_progress())
+    paths = write_report(result, clips, args.out)
+    print(markdown_table(result["summary"]))
+    print(f"wrote {', '.join(str(p) for p in paths)}", file=sys.stderr)
+    return 0
+
+
+def _truth(args: argparse.Namespace) -> int:
+    from streamavatar.eval.corpus_clip import split_clip_ids
+
+    ids = split_clip_ids(args.corpus, args.split)[:args.clips]
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    for cid in ids:
+        shutil.copyfile(Path(args.corpus, "clips", cid, "video.mp4"), out / f"{cid}.mp4")
+    print(f"copied {len(ids)} ground-truth clip(s) of split '{args.split}' to {out}")
+    return 0
+
+
+def _train_judge(args: argparse.Namespace) -> int:
+    import torch
+
+    from streamavatar.eval.judge_training import JudgeTrainConfig, train_and_save_judge
+
+    torch.set_num_threads(max(1, args.threads))
+    cfg = JudgeTrainConfig(minutes=args.minutes, seed=args.seed, lr=args.lr, init=args.init)
+    report = train_and_save_judge(args.corpus, args.out, cfg, progress=_progress())
+    print(json.dumps({k: report[k] for k in ("train", "val", "test")}, indent=1))
+    return 0
+
+
+def _train_sync(args: argparse.Namespace) -> int:
+    import torch
+
+    from streamavatar.eval.sync_training import SyncTrainConfig, train_and_save_syncnet
+
+    torch.set_num_threads(max(1, args.threads))
+    report = train_and_save_syncnet(args.corpus, args.out, SyncTrainConfig(minutes=args.minutes, seed=args.seed),
+                                    progress=_progress())
+    print(json.dumps(report, indent=1))
+    return 0
+
+
+def _mouth_check(args: argparse.Namespace) -> int:
+    from streamavatar.eval.mouth_validation import fit_calibration, validate_mouth_measure
+
+    if args.fit:
+        xs, ys = fit_calibration(args.corpus, progress=_progress())
+        print(json.dumps({"calibration_in": xs, "calibration_out": ys}))
+        return 0
+    print(json.dumps(validate_mouth_measure(args.corpus, args.split, args.clips, progress=_progress()), indent=1))
+    return 0
+
+
+def register(tree) -> None:
+    p = tree.subcommand("eval", "run", "score GENERATED/<clip_id>.mp4 clips against the corpus clips they were "
+                        "generated from (lip sync, listening motion, drift, FID/FVD proxies, speed)", _run)
+    p.add_argument("generated", help="folder of <clip_id>.mp4 files, each generated from corpus clip <clip_id>")
+    p.add_argument("--corpus", required=True, help="the corpus folder (with clips/<clip_id>/)")
+    p.add_argument("--out", required=True, help="folder for metrics.json, report.md, drift.png, sync_scatter.png")
+    p.add_argument("--baseline", help="folder of silent-audio baseline clips <clip_id>.mp4 (listening motion)")
+    p.add_argument("--bench", help="JSON from 'streamavatar bench stream --json' (RTF, FFD)")
+    p.add_argument("--judge", help="judge folder (default: the shipped streamavatar/assets/judge)")
+    p.add_argument("--syncnet", help="sync model folder (default: the shipped streamavatar/assets/syncnet)")
+    p.add_argument("--threads", type=_positive_int, default=2, help="torch CPU threads (default 2)")
+
+    p = tree.subcommand("eval", "truth", "copy ground-truth videos of a corpus split into a GENERATED-style folder "
+                        "(scoring it gives the ceiling a perfect generator reaches)", _truth)
+    p.add_argument("--corpus", required=True)
+    p.add_argument("--split", default="test", choices=("train", "val", "test"))
+    p.add_argument("--clips", type=_positive_int, default=None, help="only the first N clips of the split")
+    p.add_argument("--out", required=True)
+
+    p = tree.subcommand("eval", "train-judge", "train the avatar-parameter judge on the corpus train split and "
+                        "report its accuracy on held-out identities", _train_judge)
+    p.add_argument("--corpus", required=True)
+    p.add_argument("--out", required=True, help="folder for judge.safetensors + judge.json")
+    p.add_argument("--minutes", type=_positive_float, default=20.0, help="wall-clock training budget (default 20)")
+    p.add_argument("--lr", type=_positive_float, default=2e-3, help="peak learning rate (cosine decay)")
+    p.add_argument("--init", help="continue from the judge saved in this folder")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--threads", type=_positive_int, default=2)
+
+    p = tree.subcommand("eval", "train-sync", "train the contrastive audio-mouth sync model on the corpus", _train_sync)
+    p.add_argument("--corpus", required=True)
+    p.add_argument("--out", required=True, help="folder for syncnet.safetensors + syncnet.json")
+    p.add_argument("--minutes", type=_positive_float, default=6.0, help="wall-clock training budget (default 6)")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--threads", type=_positive_int, default=2)
+
+    p = tree.subcommand("eval", "mouth-check", "validate the exact mouth-opening measurement against the corpus "
+                        "ground truth (or refit its calibration with --fit)", _mouth_check)
+    p.add_argument("--corpus", required=True)
+    p.add_argument("--split", default="test", choices=("train", "val", "test"))
+    p.add_argument("--clips", type=_positive_int, default=None, help="only the first N clips of the split")
+    p.add_argument("--fit", action="store_true", help="refit the calibration table on the train split")
