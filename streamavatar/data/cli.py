@@ -4,33 +4,9 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
 
+from streamavatar.cli_args import positive_float, positive_int
 from streamavatar.errors import UserInputError
-
-
-def _positive_int(name: str):
-    def parse(text: str) -> int:
-        try:
-            value = int(text)
-        except ValueError:
-            raise argparse.ArgumentTypeError(f"{name} must be a positive integer, got {text!r}") from None
-        if value <= 0:
-            raise argparse.ArgumentTypeError(f"{name} must be a positive integer, got {value}")
-        return value
-    return parse
-
-
-def _positive_float(name: str):
-    def parse(text: str) -> float:
-        try:
-            value = float(text)
-        except ValueError:
-            raise argparse.ArgumentTypeError(f"{name} must be a positive number, got {text!r}") from None
-        if not math.isfinite(value) or value <= 0:
-            raise argparse.ArgumentTypeError(f"{name} must be a positive number, got {text}")
-        return value
-    return parse
 
 
 def _synth(args: argparse.Namespace) -> int:
@@ -76,21 +52,21 @@ def register(tree) -> None:
     p = tree.subcommand("data", "synth", "render the synthetic talking/listening avatar corpus (mp4 + wavs + "
                         "per-frame ground truth, identity-disjoint splits)", _synth)
     p.add_argument("--out", required=True, help="output folder (created; must be empty or an earlier corpus)")
-    p.add_argument("--clips", type=_positive_int("--clips"), required=True, help="number of clips")
-    p.add_argument("--seconds", type=_positive_float("--seconds"), required=True, help="seconds per clip")
+    p.add_argument("--clips", type=positive_int("--clips"), required=True, help="number of clips")
+    p.add_argument("--seconds", type=positive_float("--seconds"), required=True, help="seconds per clip")
     p.add_argument("--seed", type=int, default=0, help="corpus seed: same seed, identical corpus (default 0)")
     p.add_argument("--resolution", type=int, default=128, help="square frame size: 128 (default) or 256")
-    p.add_argument("--clips-per-identity", type=_positive_int("--clips-per-identity"), default=2,
+    p.add_argument("--clips-per-identity", type=positive_int("--clips-per-identity"), default=2,
                    help="clips showing each identity (default 2)")
-    p.add_argument("--workers", type=_positive_int("--workers"), default=2, help="worker processes (default 2)")
+    p.add_argument("--workers", type=positive_int("--workers"), default=2, help="worker processes (default 2)")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     c = tree.subcommand("data", "check", "check a data folder (synthetic corpus or real talking videos): "
                         "counts usable clips, exits 2 naming the first unreadable or silent file", _check)
     c.add_argument("--data", required=True, help="corpus folder or folder of mp4 files")
-    c.add_argument("--min-frames", type=_positive_int("--min-frames"), default=1,
+    c.add_argument("--min-frames", type=positive_int("--min-frames"), default=1,
                    help="clips shorter than this count as unusable (default 1)")
     s = tree.subcommand("data", "sheet", "contact sheet PNG of a synthetic corpus: a talking and a listening frame "
                         "per identity", _sheet)
     s.add_argument("--data", required=True, help="synthetic corpus folder")
     s.add_argument("--out", required=True, help="PNG file to write")
-    s.add_argument("--identities", type=_positive_int("--identities"), default=16, help="identities (default 16)")
+    s.add_argument("--identities", type=positive_int("--identities"), default=16, help="identities (default 16)")

@@ -5,6 +5,8 @@ from __future__ import annotations
 import argparse
 import sys
 
+from streamavatar.cli_args import positive_float, positive_int
+
 
 def _train(args: argparse.Namespace) -> int:
     import torch
@@ -43,12 +45,14 @@ def register(tree) -> None:
     p.add_argument("--resume", action="store_true", help="continue the run in --out from its last checkpoint")
     p.add_argument("--preset", default="tiny")
     p.add_argument("--prediction", default="x0", choices=("x0", "velocity"))
-    p.add_argument("--batch", type=int, default=8)
-    p.add_argument("--frames", type=int, default=9, help="generated latent frames per window (multiple of 3)")
-    p.add_argument("--lr", type=float, default=2e-4)
-    p.add_argument("--steps", type=int, default=100_000, help="stop after this many steps in all")
-    p.add_argument("--minutes", type=float, default=60.0, help="stop after this many minutes (this invocation)")
-    p.add_argument("--checkpoint-every", type=int, default=100)
+    p.add_argument("--batch", type=positive_int("--batch"), default=8)
+    p.add_argument("--frames", type=positive_int("--frames"), default=9,
+                   help="generated latent frames per window (multiple of 3)")
+    p.add_argument("--lr", type=positive_float("--lr"), default=2e-4)
+    p.add_argument("--steps", type=positive_int("--steps"), default=100_000, help="stop after this many steps in all")
+    p.add_argument("--minutes", type=positive_float("--minutes"), default=60.0,
+                   help="stop after this many minutes (this invocation)")
+    p.add_argument("--checkpoint-every", type=positive_int("--checkpoint-every"), default=100)
     p.add_argument("--mouth-weight", type=float, default=8.0, help="extra loss weight around the mouth")
     p.add_argument("--drop-talk", type=float, default=0.1)
     p.add_argument("--drop-listen", type=float, default=0.1)

@@ -4,25 +4,15 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
 import sys
 
-import torch
-
+from streamavatar.cli_args import positive_float
 from streamavatar.errors import UserInputError
 
 
-def _positive_float(text: str) -> float:
-    try:
-        v = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a positive number, got {text!r}") from None
-    if not math.isfinite(v) or v <= 0:
-        raise argparse.ArgumentTypeError(f"expected a positive number, got {text!r}")
-    return v
-
-
 def _set_threads(n: int | None) -> None:
+    import torch  # loaded only when a command runs
+
     if n is not None:
         if n < 1:
             raise UserInputError(f"--threads must be >= 1, got {n}")
@@ -43,6 +33,8 @@ def _train(args: argparse.Namespace) -> int:
 
 
 def _eval(args: argparse.Namespace) -> int:
+    import torch
+
     from streamavatar.eval.vae_eval import evaluate_split
     from streamavatar.models.vae import VideoVAE
 
@@ -64,15 +56,18 @@ def register(tree) -> None:
     p.add_argument("--data", required=True, help="corpus directory (train.txt/val.txt or *.mp4 files)")
     p.add_argument("--out", required=True, help="run directory (checkpoint.pt, train.csv, eval.csv, vae/)")
     p.add_argument("--resume", action="store_true", help="continue the run in --out from its last checkpoint")
-    p.add_argument("--minutes", type=_positive_float, default=45.0, help="training-time budget (default 45)")
+    p.add_argument("--minutes", type=positive_float("--minutes"), default=45.0,
+                   help="training-time budget (default 45)")
     p.add_argument("--max-steps", type=int, default=0, help="stop after this many steps (0 = time budget only)")
     p.add_argument("--batch", type=int, default=4, help="clips per step (default 4)")
     p.add_argument("--frames", type=int, default=9, help="frames per clip, 1 + 4k (default 9)")
     p.add_argument("--crop", type=int, default=64, help="train on random square crops of this side (0 = full "
                    "frames; default 64)")
-    p.add_argument("--lr", type=_positive_float, default=1e-3, help="peak learning rate (default 1e-3)")
-    p.add_argument("--ckpt-minutes", type=_positive_float, default=3.0, help="checkpoint interval (default 3)")
-    p.add_argument("--eval-minutes", type=_positive_float, default=5.0, help="validation interval (default 5)")
+    p.add_argument("--lr", type=positive_float("--lr"), default=1e-3, help="peak learning rate (default 1e-3)")
+    p.add_argument("--ckpt-minutes", type=positive_float("--ckpt-minutes"), default=3.0,
+                   help="checkpoint interval (default 3)")
+    p.add_argument("--eval-minutes", type=positive_float("--eval-minutes"), default=5.0,
+                   help="validation interval (default 5)")
     p.add_argument("--eval-clips", type=int, default=4, help="validation clips (default 4)")
     p.add_argument("--gan-weight", type=float, default=0.0, help="patch-discriminator loss weight (0 = off)")
     p.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's choice)")
