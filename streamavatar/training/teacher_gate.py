@@ -25,8 +25,10 @@ from streamavatar.diffusion.teacher_sampler import sample_teacher
 
 @torch.no_grad()
 def sync_gate(run: str | Path, data: str | Path, windows: int = 8, steps: int = 20, split: str = "val",
-              seed: int = 0, talk_scale: float = 1.0) -> dict:
-    """Mouth-opening correlation and appearance PSNR of a teacher run on held-out windows."""
+              seed: int = 0, talk_scale: float = 1.0, png: str | Path | None = None) -> dict:
+    """Mouth-opening correlation and appearance PSNR of a teacher run on held-out windows.
+
+    With ``png`` a picture is written: for each window a row of generated frames above the real ones."""
     from streamavatar.audio import AudioConfig, AudioFrontend
     from streamavatar.eval.mouth_measure import measure_clip_mouth
     from streamavatar.models.vae import load_vae
@@ -52,7 +54,7 @@ def sync_gate(run: str | Path, data: str | Path, windows: int = 8, steps: int = 
     talky = [i for i in range(len(ds)) if float(ds[i]["talk_mask"].float().mean()) > 0.3] or list(range(len(ds)))
     chosen = rng.choice(talky, size=min(windows, len(talky)), replace=False)
     g = torch.Generator().manual_seed(seed)
-    measured, truth, psnr = [], [], []
+    measured, truth, psnr, rows = [], [], [], []
     for i in chosen:
         item = ds[int(i)]
         ci, si = ds.items[int(i)]
@@ -64,6 +66,10 @@ def sync_gate(run: str | Path, data: str | Path, windows: int = 8, steps: int = 
         video = vae.decode(torch.cat([x[:, :, :1], gen], dim=2).to(vae.dtype)).float()[0]
         real = vae.decode(x.to(vae.dtype)).float()[0]
         frames = ((video.permute(1, 2, 3, 0).clamp(-1, 1) + 1) * 127.5).round().byte().numpy()
+        real_u8 = ((real.permute(1, 2, 3, 0).clamp(-1, 1) + 1) * 127.5).round().byte().numpy()
+        pick = np.linspace(0, len(frames) - 1, 8).round().astype(int)
+        rows.append(np.concatenate([np.concatenate(list(frames[pick]), axis=1),
+                                    np.concatenate(list(real_u8[pick]), axis=1)], axis=0))
         v0 = si * K.CHUNK_VIDEO_FRAMES
         meta = json.loads((paths[ci] / "meta.json").read_text())
         ann = dict(np.load(paths[ci] / "annotations.npz"))
@@ -73,6 +79,10 @@ def sync_gate(run: str | Path, data: str | Path, windows: int = 8, steps: int = 
         truth.append(ann["mouth_open"][1:len(frames)])
         mse = float(((video[:, 1:] - real[:, 1:]) ** 2).mean())
         psnr.append(10 * np.log10(4.0 / max(mse, 1e-10)))
+    if png is not None:
+        from PIL import Image
+
+        Image.fromarray(np.concatenate(rows, axis=0)).save(png)
     mv, tv = np.concatenate(measured), np.concatenate(truth)
     r = float(np.corrcoef(mv, tv)[0, 1]) if mv.std() > 0 and tv.std() > 0 else 0.0
     return {"mouth_r": round(r, 4), "mouth_mae": round(float(np.abs(mv - tv).mean()), 4),
@@ -88,9 +98,10 @@ def main() -> None:
     ap.add_argument("--steps", type=int, default=20)
     ap.add_argument("--split", default="val")
     ap.add_argument("--talk-scale", type=float, default=1.0)
+    ap.add_argument("--png", default=None, help="write generated (top) vs real (bottom) frames of each window")
     args = ap.parse_args()
     print(json.dumps(sync_gate(args.run, args.data, args.windows, args.steps, args.split,
-                               talk_scale=args.talk_scale)))
+                               talk_scale=args.talk_scale, png=args.png)))
 
 
 if __name__ == "__main__":
