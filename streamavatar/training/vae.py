@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import csv
 import math
-import os
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -29,6 +28,7 @@ from streamavatar.eval.vae_eval import evaluate_clips
 from streamavatar.models.patch_discriminator import PatchDiscriminator
 from streamavatar.models.tiny_vae import patch_pca_
 from streamavatar.models.vae import VideoVAE, vae_preset
+from streamavatar.training.state import save_atomic
 from streamavatar.training.vae_data import ClipBank, read_video_frames, split_videos
 
 CHECKPOINT = "checkpoint.pt"
@@ -77,12 +77,6 @@ class VAETrainConfig:
             raise UserInputError(f"--crop must be 0 (full frames) or a multiple of 8, got {self.crop}")
         if self.max_steps < 0 or self.eval_clips < 1:
             raise UserInputError("--max-steps must be >= 0 and --eval-clips >= 1")
-
-
-def _atomic_save(obj, path: Path) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    torch.save(obj, tmp)
-    os.replace(tmp, path)
 
 
 def reconstruction_losses(recon: torch.Tensor, target: torch.Tensor) -> dict[str, torch.Tensor]:
@@ -188,7 +182,7 @@ def train_vae(cfg: VAETrainConfig, resume: bool = False, progress: bool = True) 
         logs.write(out / "init.csv", {"patch_pca_psnr_db": round(pca_psnr, 3)})
 
     def save() -> None:
-        _atomic_save({"model": vae.net.state_dict(), "opt": opt.state_dict(),
+        save_atomic({"model": vae.net.state_dict(), "opt": opt.state_dict(),
                       "disc": disc.state_dict() if disc else None, "disc_opt": disc_opt.state_dict() if disc else None,
                       "step": step, "elapsed_s": elapsed, "np_rng": rng.bit_generator.state,
                       "torch_rng": torch.get_rng_state(), "config": asdict(cfg),
