@@ -11,7 +11,6 @@ same number of samples as frames × 640: video and audio durations are equal.
 from __future__ import annotations
 
 import math
-import os
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -34,8 +33,14 @@ def check_output_path(out: str | Path, suffix: str = ".mp4") -> Path:
     parent = p.parent if str(p.parent) else Path(".")
     if not parent.is_dir():
         raise UserInputError(f"cannot write {p}: folder {parent} does not exist")
-    if not os.access(parent, os.W_OK) or (p.exists() and not os.access(p, os.W_OK)):
-        raise UserInputError(f"cannot write {p}: permission denied")
+    existed = p.exists()
+    try:  # a real open: permission bits alone say nothing for root or read-only mounts
+        with open(p, "ab"):
+            pass
+    except OSError as exc:
+        raise UserInputError(f"cannot write {p}: {exc.strerror or exc}") from None
+    if not existed:
+        p.unlink()
     return p
 
 

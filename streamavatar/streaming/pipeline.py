@@ -107,6 +107,7 @@ class Pipeline:
         self.frame_size = (res, res)
         self.sample_rate = OUTPUT_SAMPLE_RATE
         self.load_s = time.perf_counter() - t0
+        self.warmup_s = 0.0
 
     def _name(self) -> str:
         f = self.folder
@@ -136,6 +137,14 @@ class Pipeline:
         z = self.vae.encode(x.to(self.vae_device, self.vae.dtype))
         return z.float().to(self.dit_device)
 
+    def warmup(self) -> float:
+        """Run one throwaway chunk (first calls of the encoder, DiT and VAE pay one-off costs); returns seconds."""
+        t0 = time.perf_counter()
+        gray = np.full((self.resolution, self.resolution, 3), 128, np.uint8)
+        with self.session(gray) as s:
+            s.step()
+        return time.perf_counter() - t0
+
     def session(self, reference_image, *, seed: int = 0, listen_backlog_s: float | None = 2.0,
                 keep_latents: bool = False):
         """Start a stream for ``reference_image`` (a path, a PIL image or an ``H×W×3`` uint8 array)."""
@@ -146,13 +155,14 @@ class Pipeline:
 
 
 def load(spec: str = "default", *, resolution: int | None = None, dtype: str = "bf16", dit_device: str = "cpu",
-         vae_device: str = "cpu", threads: int | None = None, overlap: bool = True) -> Pipeline:
+         vae_device: str = "cpu", threads: int | None = None, overlap: bool = True, warmup: bool = True) -> Pipeline:
     """Load a streaming model: ``"default"`` (bundled with the package) or a model folder (see
     :mod:`streamavatar.streaming.model_folder`).
 
     ``threads``: torch intra-op threads for the process (default: 1 when everything runs on the CPU, since the
     DiT and the decode thread then use one core each; left alone otherwise). ``overlap``: decode on a worker
-    thread so that the DiT can work on the next chunk meanwhile (see :meth:`Session.submit`).
+    thread so that the DiT can work on the next chunk meanwhile (see :meth:`Session.submit`). ``warmup``: run
+    one throwaway chunk before returning, so that a session's first-frame delay is not the one-off start cost.
     """
     folder = resolve_model(spec)
     if threads is None and dit_device == "cpu" and vae_device == "cpu":
@@ -161,5 +171,8 @@ def load(spec: str = "default", *, resolution: int | None = None, dtype: str = "
         if int(threads) <= 0:
             raise UserInputError(f"threads must be a positive integer, got {threads}")
         torch.set_num_threads(int(threads))
-    return Pipeline(folder, resolution=resolution, dtype=dtype, dit_device=dit_device, vae_device=vae_device,
+    pipe = Pipeline(folder, resolution=resolution, dtype=dtype, dit_device=dit_device, vae_device=vae_device,
                     overlap=overlap)
+    if warmup:
+        pipe.warmup_s = pipe.warmup()
+    return pipe
