@@ -75,8 +75,8 @@ def _demo(args: argparse.Namespace) -> int:
     check_output_path(args.out)
     image, speech = bundled_inputs()
     pipe = _load(args, "default")
-    # The bundled speech, then one chunk of listening silence to show the return to idle.
-    seconds = AudioFileStream(speech, "bundled speech").seconds + K.CHUNK_SECONDS
+    # The bundled speech, then one chunk of silence to show the return to idle.
+    seconds = args.seconds or AudioFileStream(speech, "bundled speech").seconds + K.CHUNK_SECONDS
     result = generate_video(pipe, image, args.out, talk_audio=speech, seconds=seconds, seed=args.seed)
     _report(args, result, pipe)
     return 0
@@ -96,4 +96,6 @@ def register(tree) -> None:
     d = tree.command("demo", "generate a short video with the bundled default model, image and speech; prints the "
                      "real-time factor and first-frame delay", _demo)
     d.add_argument("--out", default="demo.mp4", help="output .mp4 (default demo.mp4)")
+    d.add_argument("--seconds", type=positive_float("--seconds"), default=None,
+                   help="length (default: the bundled speech, about 5 s, plus 0.48 s)")
     _engine_options(d, model=False)
