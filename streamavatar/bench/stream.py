@@ -69,17 +69,15 @@ def current_rss_mb() -> float:
     return psutil.Process().memory_info().rss / 2**20
 
 
-def bench_talk_audio(seconds: float) -> np.ndarray:
-    """The bundled speech looped with 1 s of silence between repeats, ``seconds`` long, 16 kHz."""
+def bench_talk_loop() -> np.ndarray:
+    """One loop of the benchmark's agent voice: the bundled speech and 1 s of silence, 16 kHz."""
     import soundfile as sf
 
     from streamavatar.audio.io import load_pcm
     from streamavatar.streaming.default_assets import bundled_inputs
 
     pcm, sr = sf.read(str(bundled_inputs()[1]), dtype="float32")
-    one = np.concatenate([load_pcm(pcm, sr), np.zeros(16000, np.float32)])
-    n = int(seconds * 16000)
-    return np.tile(one, n // one.size + 1)[:n]
+    return np.concatenate([load_pcm(pcm, sr), np.zeros(16000, np.float32)])
 
 
 def run_engine_benchmark(seconds: float, model: str = "default", dtype: str = "bf16", threads: int | None = None,
@@ -98,7 +96,7 @@ def run_engine_benchmark(seconds: float, model: str = "default", dtype: str = "b
     load_s = time.perf_counter() - t0
     chunks = max(1, math.ceil(seconds / K.CHUNK_SECONDS))
     g = pipe.frontend.geometry
-    talk = bench_talk_audio(chunks * K.CHUNK_SECONDS + 1.0)
+    loop = bench_talk_loop()
     silence = np.zeros(g.chunk_samples, np.float32)
     session = pipe.session(bundled_inputs()[0], seed=seed)
     pos = 0
@@ -107,12 +105,12 @@ def run_engine_benchmark(seconds: float, model: str = "default", dtype: str = "b
         nonlocal pos
         need = g.chunk_samples + g.lookahead  # keep one chunk plus the look-ahead queued, as a live TTS would
         if session.queued_talk_s * 16000 < need:
-            session.push_talk_audio(talk[pos:pos + g.chunk_samples], 16000)
+            session.push_talk_audio(np.take(loop, np.arange(pos, pos + g.chunk_samples), mode="wrap"), 16000)
             pos += g.chunk_samples
         session.push_listen_audio(silence, 16000)
         session.submit()
 
-    session.push_talk_audio(talk[:g.lookahead], 16000)
+    session.push_talk_audio(loop[:g.lookahead], 16000)
     pos = g.lookahead
     submit()
     for i in tqdm(range(chunks), desc="bench stream", unit="chunk", disable=not progress, leave=False):
