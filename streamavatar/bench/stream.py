@@ -101,26 +101,22 @@ def run_engine_benchmark(seconds: float, model: str = "default", dtype: str = "b
     session = pipe.session(bundled_inputs()[0], seed=seed)
     pos = 0
 
-    def submit() -> None:
+    def feed(k: int) -> None:
         nonlocal pos
         need = g.chunk_samples + g.lookahead  # keep one chunk plus the look-ahead queued, as a live TTS would
         if session.queued_talk_s * 16000 < need:
             session.push_talk_audio(np.take(loop, np.arange(pos, pos + g.chunk_samples), mode="wrap"), 16000)
             pos += g.chunk_samples
         session.push_listen_audio(silence, 16000)
-        session.submit()
 
     session.push_talk_audio(loop[:g.lookahead], 16000)
     pos = g.lookahead
-    submit()
-    for i in tqdm(range(chunks), desc="bench stream", unit="chunk", disable=not progress, leave=False):
-        if i + 1 < chunks and overlap:
-            submit()
-        chunk = session.collect()
-        if i + 1 < chunks and not overlap:
-            submit()
+    bar = tqdm(total=chunks, desc="bench stream", unit="chunk", disable=not progress, leave=False)
+    for i, chunk in enumerate(session.run(chunks, feed)):
+        bar.update(1)
         if on_chunk is not None:
             on_chunk(i, chunk, session)
+    bar.close()
     session.close()
     m = session.metrics.summary()
     return {

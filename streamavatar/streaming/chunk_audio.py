@@ -120,13 +120,28 @@ class ChunkAudioEncoder:
         cap = None if listen_backlog_s is None else round(listen_backlog_s * ENCODER_SAMPLE_RATE)
         self.listen = StreamTimeline(frontend, max_queue_samples=cap)
         self.chunks_done = 0
+        self._silence: torch.Tensor | None = None
+
+    def _features(self, waves: list[np.ndarray]) -> list[torch.Tensor]:
+        """Encoder features of each window; an all-zero window (a silent voice) reuses cached features, which
+        are exactly what the encoder gives for it (the encoder is deterministic)."""
+        silent = [not w.any() for w in waves]
+        out: list[torch.Tensor | None] = [None] * len(waves)
+        todo = [i for i, s in enumerate(silent) if not s or self._silence is None]
+        if todo:
+            feats = self.frontend.encode_windows(torch.from_numpy(np.stack([waves[i] for i in todo])))
+            for j, i in enumerate(todo):
+                out[i] = feats[j]
+                if silent[i] and self._silence is None:
+                    self._silence = feats[j].clone()
+        return [o if o is not None else self._silence for o in out]
 
     def next_chunk(self) -> ChunkAudio:
         """Consume one chunk of both voices and compute their windows (one batched encoder pass)."""
         g = self.frontend.geometry
         t_wave, t_n, t_chunk, t_row = self.talk.consume()
         l_wave, l_n, l_chunk, l_row = self.listen.consume()
-        feats = self.frontend.encode_windows(torch.from_numpy(np.stack([t_wave, l_wave])))
+        feats = self._features([t_wave, l_wave])
         c = self.chunks_done
         talk = gather_windows(feats[0], torch.from_numpy(t_row), g, c)
         listen = gather_windows(feats[1], torch.from_numpy(l_row), g, c)

@@ -127,23 +127,20 @@ def generate_video(pipe, image, out: str | Path, *, talk_audio: str | Path | Non
     audio = np.zeros(n_chunks * K.CHUNK_VIDEO_FRAMES * spf, np.float32)
     fed = {"talk": 0, "listen": 0}
 
-    def submit(k: int) -> None:
+    def feed(k: int) -> None:
         need = (k + 1) * g.chunk_samples + g.lookahead
         fed["talk"] = _feed(talk, session.push_talk_audio, fed["talk"], need)
         fed["listen"] = _feed(listen, session.push_listen_audio, fed["listen"], need)
-        session.submit()
 
     def frames():
-        submit(0)
-        bar = tqdm(range(n_chunks), desc="generate", unit="chunk", disable=not progress, leave=False)
-        for k in bar:
-            if k + 1 < n_chunks:
-                submit(k + 1)
-            chunk = session.collect()
+        bar = tqdm(total=n_chunks, desc="generate", unit="chunk", disable=not progress, leave=False)
+        for k, chunk in enumerate(session.run(n_chunks, feed)):
             a = chunk.audio + chunk.listen_audio if mix_listen else chunk.audio
             audio[k * chunk.audio.size:(k + 1) * chunk.audio.size] = np.clip(a, -1.0, 1.0)
+            bar.update(1)
             bar.set_postfix(rtf=f"{session.metrics.rtf:.2f}", state=chunk.state)
             yield from chunk.frames
+        bar.close()
 
     try:
         n = write_mp4(out, frames(), K.VIDEO_FPS, audio=audio, sample_rate=pipe.sample_rate)

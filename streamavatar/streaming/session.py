@@ -176,6 +176,29 @@ class Session:
         self.metrics.chunk_ready(t["audio"], t["dit"], t["decode"])
         return chunk
 
+    def run(self, chunks: int, before_submit=None):
+        """Yield ``chunks`` chunks, pipelined: chunk k+1 is submitted before chunk k is collected (DiT of k+1
+        overlaps the decode of k), except for the very first chunk, which is collected alone so that nothing
+        competes with it (the first-frame delay). ``before_submit(k)`` is called before chunk k is submitted
+        (to push its audio)."""
+        def submit(k: int) -> None:
+            if before_submit is not None:
+                before_submit(k)
+            self.submit()
+
+        if chunks <= 0:
+            return
+        submit(0)
+        yield self.collect()
+        if chunks > 1:
+            submit(1)
+        for k in range(1, chunks):
+            if k + 1 < chunks and self._executor is not None:
+                submit(k + 1)
+            yield self.collect()
+            if k + 1 < chunks and self._executor is None:
+                submit(k + 1)
+
     def close(self) -> None:
         """Stop the decode thread (pending chunks are finished first)."""
         if self._executor is not None:

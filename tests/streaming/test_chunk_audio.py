@@ -49,3 +49,15 @@ def test_missing_lookahead_is_silence(speechlike):
     want = fe.encode(np.concatenate([np.zeros(640, np.float32), speechlike[:n]]), 16000,
                      num_latent_frames=3)
     torch.testing.assert_close(got.windows, want.windows, rtol=0, atol=1e-5)
+
+
+def test_silent_window_cache_is_exact(speechlike):
+    """A silent voice reuses cached features: identical to encoding the zeros."""
+    fe = AudioFrontend(AudioConfig(backend="mel"))
+    enc = ChunkAudioEncoder(fe)
+    enc.talk.queue.push(speechlike[:9000])
+    for _ in range(3):
+        enc.next_chunk()
+    assert enc._silence is not None
+    direct = fe.encode_windows(torch.zeros(1, fe.geometry.context))[0]
+    torch.testing.assert_close(enc._silence, direct, rtol=0, atol=0)

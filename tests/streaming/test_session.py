@@ -65,23 +65,23 @@ def _run(pipe, seed, n=2, submit_ahead=False, speech=None):
     if speech is not None:
         s.push_talk_audio(speech, 16000)
     if submit_ahead:
-        s.submit()
-        out = []
-        for i in range(n):
-            if i + 1 < n:
-                s.submit()
-            out.append(s.collect())
+        out = list(s.run(n + 1))[:n]  # pipelined: chunk k+1 submitted before chunk k is collected
     else:
         out = [s.step() for _ in range(n)]
     s.close()
     return np.concatenate([c.frames for c in out])
 
 
-def test_determinism_and_overlap_equals_serial(small_pipe, speechlike):
-    a = _run(small_pipe, 5, speech=speechlike)
-    b = _run(small_pipe, 5, speech=speechlike, submit_ahead=True)
-    c = _run(small_pipe, 6, speech=speechlike)
+def test_determinism_and_overlap_equals_serial(small_pipe, small_model_dir, speechlike):
+    from streamavatar.streaming.pipeline import load
+
+    a = _run(small_pipe, 5, n=3, speech=speechlike)
+    b = _run(small_pipe, 5, n=3, speech=speechlike, submit_ahead=True)
+    c = _run(small_pipe, 6, n=3, speech=speechlike)
+    no_thread = load(str(small_model_dir), threads=1, warmup=False, overlap=False)
+    d = _run(no_thread, 5, n=3, speech=speechlike, submit_ahead=True)
     np.testing.assert_array_equal(a, b)
+    np.testing.assert_array_equal(a, d)
     assert np.abs(a.astype(int) - c.astype(int)).mean() > 1
 
 
@@ -164,3 +164,16 @@ def test_audio_formats_accepted(small_pipe, speechlike):
     c1, c2 = s.step(), s.step()
     assert c1.state == c2.state == "talking"
     assert c1.talk_samples + c2.talk_samples == 8000 + 1600 + 1452
+
+
+def test_import_stays_cheap():
+    import subprocess
+    import sys
+
+    r = subprocess.run([sys.executable, "-c", "import sys, streamavatar; print('torch' in sys.modules)"],
+                       capture_output=True, text=True, timeout=60)
+    assert r.returncode == 0 and r.stdout.strip() == "False", (r.stdout, r.stderr)
+    import streamavatar
+    from streamavatar.streaming.pipeline import load
+
+    assert streamavatar.load is load
