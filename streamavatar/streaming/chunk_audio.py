@@ -21,7 +21,7 @@ import numpy as np
 import torch
 
 from streamavatar.audio.frontend import AudioFrontend
-from streamavatar.audio.io import ENCODER_SAMPLE_RATE, load_pcm
+from streamavatar.audio.io import ENCODER_SAMPLE_RATE, StreamingResampler, check_sample_rate, to_mono_float32
 from streamavatar.audio.vad import build_vad
 from streamavatar.audio.windows import SAMPLES_PER_VIDEO_FRAME, FrameWindows, gather_windows
 
@@ -76,6 +76,7 @@ class StreamTimeline:
         g = frontend.geometry
         self.geometry = g
         self.queue = AudioQueue(max_queue_samples)
+        self._resampler: StreamingResampler | None = None
         self._vad = build_vad(frontend.config.vad)
         self._history = g.context - g.lookahead  # consumed samples a window needs
         # Frame 0 (the reference image) owns 640 samples of silence.
@@ -83,15 +84,41 @@ class StreamTimeline:
         self._mask = self._vad.process(self._tail.reshape(1, -1))  # the latest VAD decisions, one per frame
 
     def push(self, pcm, sample_rate: float, nonfinite: str) -> int:
-        """Queue audio at any rate (validated and resampled to 16 kHz); returns the samples queued."""
-        x = load_pcm(pcm, sample_rate, nonfinite)
-        self.queue.push(x)
-        return x.size
+        """Queue audio at any rate (validated, resampled to 16 kHz); returns the 16 kHz samples queued so far.
+
+        One incremental resampler per rate keeps pieces seamless (pushing 20 ms pieces gives the samples one
+        push of the whole gives); it holds back about 1 ms until more audio comes, a rate change or an underrun
+        (see :meth:`consume`) flushes it."""
+        rate = check_sample_rate(sample_rate)
+        x = to_mono_float32(pcm, nonfinite)
+        if self._resampler is not None and self._resampler.sample_rate != rate:
+            self._flush_resampler()
+        if self._resampler is None:
+            self._resampler = StreamingResampler(rate)
+        out = self._resampler.push(x)
+        if out.size:
+            self.queue.push(out)
+        return out.size
+
+    def clear(self) -> None:
+        """Drop everything queued (and what the resampler holds back)."""
+        self.queue.clear()
+        self._resampler = None
+
+    def _flush_resampler(self) -> None:
+        if self._resampler is not None:
+            tail = self._resampler.flush()
+            if tail.size:
+                self.queue.push(tail)
+            self._resampler = None
 
     def consume(self) -> tuple[np.ndarray, int, np.ndarray, np.ndarray]:
         """Take one chunk: ``(encoder window, real samples taken, chunk audio, mask row of the chunk's frames)``."""
         g = self.geometry
         n = g.chunk_samples
+        if len(self.queue) < n + g.lookahead:
+            # The voice paused (or the audio arrives just in time): release what the resampler holds back.
+            self._flush_resampler()
         taken = self.queue.take(n)
         chunk = np.zeros(n, np.float32)
         chunk[:taken.size] = taken

@@ -133,19 +133,23 @@ def generate_video(pipe, image, out: str | Path, *, talk_audio: str | Path | Non
         fed["listen"] = _feed(listen, session.push_listen_audio, fed["listen"], need)
 
     def frames():
-        bar = tqdm(total=n_chunks, desc="generate", unit="chunk", disable=not progress, leave=False)
-        for k, chunk in enumerate(session.run(n_chunks, feed)):
-            a = chunk.audio + chunk.listen_audio if mix_listen else chunk.audio
-            audio[k * chunk.audio.size:(k + 1) * chunk.audio.size] = np.clip(a, -1.0, 1.0)
-            bar.update(1)
-            bar.set_postfix(rtf=f"{session.metrics.rtf:.2f}", state=chunk.state)
-            yield from chunk.frames
-        bar.close()
+        # disable=None: a bar on a terminal only (cleared when done or on an error, so an error stays one line)
+        with tqdm(total=n_chunks, desc="generate", unit="chunk", disable=None if progress else True,
+                  leave=False) as bar:
+            for k, chunk in enumerate(session.run(n_chunks, feed)):
+                a = chunk.audio + chunk.listen_audio if mix_listen else chunk.audio
+                audio[k * chunk.audio.size:(k + 1) * chunk.audio.size] = np.clip(a, -1.0, 1.0)
+                bar.update(1)
+                bar.set_postfix(rtf=f"{session.metrics.rtf:.2f}", state=chunk.state)
+                yield from chunk.frames
 
     try:
         n = write_mp4(out, frames(), K.VIDEO_FPS, audio=audio, sample_rate=pipe.sample_rate)
-    except (OSError, PermissionError) as exc:
-        raise UserInputError(f"cannot write {out}: {exc}") from None
+    except BaseException as exc:
+        out.unlink(missing_ok=True)  # no half-written video left behind
+        if isinstance(exc, OSError) and not isinstance(exc, UserInputError):
+            raise UserInputError(f"cannot write {out}: {exc}") from None
+        raise
     finally:
         session.close()
     return GenerateResult(out, n, n / K.VIDEO_FPS, session.metrics.summary(), pipe.name)

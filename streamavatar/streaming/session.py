@@ -99,7 +99,7 @@ class Session:
     # --- audio in -----------------------------------------------------------------------------------------
     def push_talk_audio(self, pcm, sample_rate: int) -> None:
         """Queue agent voice (mono or ``[samples, channels]``, float in [-1, 1] or int16/int32/uint8, any rate
-        from 8 to 192 kHz; resampled to 16 kHz per push)."""
+        from 8 to 192 kHz; resampled to 16 kHz incrementally, so pieces of any size join seamlessly)."""
         self._audio.talk.push(pcm, sample_rate, self._nonfinite)
 
     def push_listen_audio(self, pcm, sample_rate: int) -> None:
@@ -108,7 +108,7 @@ class Session:
 
     def interrupt(self) -> None:
         """Drop queued agent audio; the next chunk continues listening."""
-        self._audio.talk.queue.clear()
+        self._audio.talk.clear()
 
     @property
     def queued_talk_s(self) -> float:

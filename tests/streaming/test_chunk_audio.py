@@ -61,3 +61,17 @@ def test_silent_window_cache_is_exact(speechlike):
     assert enc._silence is not None
     direct = fe.encode_windows(torch.zeros(1, fe.geometry.context))[0]
     torch.testing.assert_close(enc._silence, direct, rtol=0, atol=0)
+
+
+def test_pieces_at_another_rate_join_seamlessly(speechlike):
+    """20 ms pushes at 48 kHz queue exactly the samples of one whole push (no seams at piece boundaries)."""
+    from streamavatar.audio.io import load_pcm
+
+    fe = AudioFrontend(AudioConfig(backend="mel"))
+    x48 = np.repeat(speechlike[:16000], 3)
+    enc = ChunkAudioEncoder(fe)
+    for piece in np.split(x48, 50):
+        enc.talk.push(piece, 48000, "error")
+    got = np.concatenate([enc.next_chunk().talk_audio for _ in range(3)])
+    want = load_pcm(x48, 48000)
+    np.testing.assert_allclose(got[:want.size], want, atol=1e-6)

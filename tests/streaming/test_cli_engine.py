@@ -164,3 +164,16 @@ def test_bench_stream_engine(small_model_dir):
     for key in ("rtf", "ffd_s", "chunk_ms", "peak_rss_mb", "resolution", "fps", "model"):
         assert key in out
     assert out["chunks"] == 3 and out["timed"] == ["audio", "dit", "vae"] and out["resolution"] == [64, 64]
+
+
+def test_bad_audio_found_mid_stream_leaves_no_file(media, small_model_dir, tmp_path, speechlike, capsys):
+    """NaN half-way through a file is found when that block is read: exit 2, one line, no partial mp4."""
+    x = speechlike[:32000].copy()
+    x[19200] = np.nan  # 1.2 s: read while feeding the second chunk
+    sf.write(str(tmp_path / "late_nan.wav"), x, 16000, subtype="FLOAT")
+    out = tmp_path / "late.mp4"
+    rc = main(["generate", "--image", str(media / "ref.png"), "--talk-audio", str(tmp_path / "late_nan.wav"),
+               "--seconds", "1.44", "--model", str(small_model_dir), "--out", str(out)])
+    err = capsys.readouterr().err
+    _one_line_exit_2(subprocess.CompletedProcess([], rc, "", err), "NaN")
+    assert not out.exists()
