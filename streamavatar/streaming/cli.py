@@ -83,6 +83,12 @@ def _demo(args: argparse.Namespace) -> int:
 
 
 def register(tree) -> None:
+    d = tree.command("demo", "generate a short video with the bundled default model, image and speech; prints the "
+                     "real-time factor and first-frame delay", _demo)
+    d.add_argument("--out", default="demo.mp4", help="output .mp4 (default demo.mp4)")
+    d.add_argument("--seconds", type=positive_float("--seconds"), default=None,
+                   help="length (default: the bundled speech, about 5 s, plus 0.48 s)")
+    _engine_options(d, model=False)
     p = tree.command("generate", "make an mp4 (H.264 + AAC) from a reference image and talk and/or listen audio, "
                      "streamed chunk by chunk", _generate)
     p.add_argument("--image", required=True, help="reference image (PNG, JPEG, …)")
@@ -93,9 +99,3 @@ def register(tree) -> None:
     p.add_argument("--mix-listen", action="store_true", help="mp4 audio = agent + user voice (default: agent only)")
     p.add_argument("--out", required=True, help="output .mp4")
     _engine_options(p)
-    d = tree.command("demo", "generate a short video with the bundled default model, image and speech; prints the "
-                     "real-time factor and first-frame delay", _demo)
-    d.add_argument("--out", default="demo.mp4", help="output .mp4 (default demo.mp4)")
-    d.add_argument("--seconds", type=positive_float("--seconds"), default=None,
-                   help="length (default: the bundled speech, about 5 s, plus 0.48 s)")
-    _engine_options(d, model=False)
