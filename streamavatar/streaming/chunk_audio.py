@@ -84,7 +84,7 @@ class StreamTimeline:
         self._mask = self._vad.process(self._tail.reshape(1, -1))  # the latest VAD decisions, one per frame
 
     def push(self, pcm, sample_rate: float, nonfinite: str) -> int:
-        """Queue audio at any rate (validated, resampled to 16 kHz); returns the 16 kHz samples queued so far.
+        """Queue audio at any rate (validated, resampled to 16 kHz); returns the 16 kHz samples this push queued.
 
         One incremental resampler per rate keeps pieces seamless (pushing 20 ms pieces gives the samples one
         push of the whole gives); it holds back about 1 ms until more audio comes, a rate change or an underrun
@@ -137,6 +137,7 @@ class StreamTimeline:
         row = np.concatenate([prev, decided, ahead_mask]).astype(np.float32)
         self._mask = np.concatenate([self._mask, decided])[-max(r, 1):]
         return wave, int(taken.size), chunk, row
+
 
 class ChunkAudioEncoder:
     """Talk + listen timelines of one session and the shared encoder pass that turns a step into windows."""
