@@ -145,6 +145,26 @@ def student_model_config(teacher_info: dict, cfg: DistillConfig) -> ModelConfig:
     return replace(mc, stream=cfg.stream(mc.stream))
 
 
+def open_run(cfg: DistillConfig, resume: bool) -> tuple[DistillConfig, dict | None]:
+    """The run's config and checkpoint state: a fresh run refuses an occupied folder; ``--resume`` reuses the
+    saved config (only the stopping limits come from the command line)."""
+    out = Path(cfg.out)
+    ckpt_path = out / CHECKPOINT
+    if not resume:
+        if ckpt_path.exists():
+            raise UserInputError(f"{out} already holds a run; pass --resume to continue it or choose another --out")
+        return cfg, None
+    if not ckpt_path.is_file():
+        raise UserInputError(f"--resume: no checkpoint in {out}")
+    from streamavatar.training.state import load_checkpoint
+
+    state = load_checkpoint(ckpt_path)
+    saved = DistillConfig(**state["config"])
+    if saved.phase != cfg.phase:
+        raise UserInputError(f"{out} holds a {saved.phase!r} run, asked to resume phase {cfg.phase!r}")
+    return replace(saved, max_minutes=cfg.max_minutes, steps=cfg.steps), state
+
+
 # --- data -------------------------------------------------------------------------------------------------
 def check_corpus_audio(data: str | Path, split: str) -> None:
     """Every clip of the split must carry both voices (talk.wav, listen.wav): distillation is audio-driven."""

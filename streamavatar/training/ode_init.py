@@ -30,7 +30,7 @@ import hashlib
 import json
 import math
 import time
-from dataclasses import asdict, replace
+from dataclasses import asdict
 from pathlib import Path
 
 import torch
@@ -52,10 +52,11 @@ from streamavatar.training.distill import (
     export_student,
     load_run,
     load_windows,
+    open_run,
     run_files,
     student_model_config,
 )
-from streamavatar.training.state import EMA, load_checkpoint, rng_state, save_atomic, set_rng_state
+from streamavatar.training.state import EMA, rng_state, save_atomic, set_rng_state
 
 #: Two σ closer than this are the same grid point.
 SIGMA_TOL = 1e-6
@@ -262,17 +263,7 @@ def train_ode(cfg: DistillConfig, resume: bool = False, progress: bool = True, o
     t_start = time.monotonic()
     out = Path(cfg.out)
     ckpt_path = out / CHECKPOINT
-    state = None
-    if resume:
-        if not ckpt_path.is_file():
-            raise UserInputError(f"--resume: no checkpoint in {out}")
-        state = load_checkpoint(ckpt_path)
-        saved = DistillConfig(**state["config"])
-        if saved.phase != cfg.phase:
-            raise UserInputError(f"{out} holds a {saved.phase!r} run, asked to resume phase {cfg.phase!r}")
-        cfg = replace(saved, max_minutes=cfg.max_minutes, steps=cfg.steps)
-    elif ckpt_path.exists():
-        raise UserInputError(f"{out} already holds a run; pass --resume to continue it or choose another --out")
+    cfg, state = open_run(cfg, resume)
     teacher, t_proj, t_info = load_run(cfg.teacher)
     check_teacher(cfg, t_info, f"teacher {cfg.teacher}")
     mc = student_model_config(t_info, cfg)
