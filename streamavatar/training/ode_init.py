@@ -130,6 +130,32 @@ def context_frame_positions(chunks: int, chunk_frames: int, reference_frames: in
     return torch.cat([torch.arange(reference_frames), ctx, cur])
 
 
+def context_forward(student: AvatarDiT, reference: torch.Tensor, context: torch.Tensor, current: torch.Tensor,
+                    t_context: float, t_current: torch.Tensor, talk: torch.Tensor | None,
+                    listen: torch.Tensor | None) -> torch.Tensor:
+    """Student output for every chunk of ``current [B, C, n·c, h, w]`` (timesteps ``t_current [B, n·c]``) as the
+    streaming sampler computes it: chunk i attends to the reference and to chunks < i given by ``context
+    [B, C, (n−1)·c, h, w]`` at timestep ``t_context`` (their last denoising pass), all in one masked forward.
+
+    Audio tokens ``[B, n·c, …]`` cover the current frames (the context copies reuse them)."""
+    b = reference.shape[0]
+    nc = current.shape[2]
+    cf = nc - context.shape[2]
+    if cf <= 0 or nc % cf:
+        raise UserInputError(f"{context.shape[2]} context frames do not fit {nc} current frames")
+    n = nc // cf
+    seq = torch.cat([reference, context, current], dim=2)
+    t = torch.cat([torch.zeros(b, reference.shape[2]), torch.full((b, context.shape[2]), float(t_context)),
+                   t_current], dim=1)
+
+    def doubled(a: torch.Tensor | None) -> torch.Tensor | None:
+        return None if a is None else torch.cat([a[:, :context.shape[2]], a], dim=1)
+
+    out = student(seq, t, talk_audio=doubled(talk), listen_audio=doubled(listen), reference=reference,
+                  frame_positions=context_frame_positions(n, cf), frame_mask=context_frame_mask(n, cf))
+    return out[:, :, reference.shape[2] + context.shape[2]:].float()
+
+
 def ode_regression_loss(student: AvatarDiT, projector, batch: dict, stream: StreamConfig,
                         generator: torch.Generator) -> tuple[torch.Tensor, dict]:
     """MSE of the student's x0 on trajectory states at per-chunk random levels, with σ_N context chunks.
@@ -150,21 +176,15 @@ def ode_regression_loss(student: AvatarDiT, projector, batch: dict, stream: Stre
     idx = level_f.view(b, 1, 1, f, 1, 1).expand(-1, 1, states.shape[2], -1, *states.shape[-2:])
     cur = states.gather(1, idx)[:, 0]
     ctx = states[:, -1, :, :(n - 1) * c]
-    seq = torch.cat([ref, ctx, cur], dim=2)
     sig_f = sigmas[level_f]  # [B, F]
-    t = torch.cat([torch.zeros(b, 1), torch.full((b, (n - 1) * c), float(sigmas[-1]) * 1000.0), sig_f * 1000.0],
-                  dim=1)
     talk, listen = projector(batch["talk"], batch["listen"])
-    talk = torch.cat([talk[:, :(n - 1) * c], talk], dim=1)
-    listen = torch.cat([listen[:, :(n - 1) * c], listen], dim=1)
-    out = student(seq, t, talk_audio=talk, listen_audio=listen, reference=ref,
-                  frame_positions=context_frame_positions(n, c), frame_mask=context_frame_mask(n, c))
-    out = out[:, :, 1 + (n - 1) * c:].float()
+    out = context_forward(student, ref, ctx, cur, float(sigmas[-1]) * 1000.0, sig_f * 1000.0, talk, listen)
     pred = predicted_x0(out, cur.float(), sig_f.view(b, 1, f, 1, 1), student.cfg.prediction)
     err = (pred - x0.float()).pow(2)
     loss = err.mean()
-    per_level = {f"mse_l{k}": float(err.detach().mean(dim=(1, 3, 4))[level_f == k].mean()) if (level_f == k).any()
-                 else float("nan") for k in range(n_levels)}
+    per_frame = err.detach().mean(dim=(1, 3, 4))
+    per_level = {f"mse_l{k}": float(per_frame[level_f == k].mean()) if (level_f == k).any() else float("nan")
+                 for k in range(n_levels)}
     return loss, {"loss": float(loss.detach()), **per_level}
 
 
