@@ -1,14 +1,15 @@
 """Score identity Distillation losses (Zhou et al., ICML 2024; video form as in Self-Forcing; paper.md §9.2).
 
 With a generator sample ``x_g``, its noised version ``x_σ = (1 − σ)·x_g + σ·ε``, the teacher's guided x0
-prediction ``f_φ(x_σ)`` and the fake-score network's ``f_ψ(x_σ)`` (both without gradients), the generator loss
-per element is
+prediction ``f_φ(x_σ)`` and the fake-score network's ``f_ψ(x_σ)``, the generator loss per element is
 
     L = (f_φ − f_ψ) · [(f_φ − x_g) − α·(f_φ − f_ψ)] / w,    w = stop-grad mean |x_g − f_φ| (per sample),
 
-averaged over all elements, computed in float64 with NaNs zeroed. Its gradient with respect to ``x_g`` is
-``−(f_φ − f_ψ)/w``: the sample moves along the difference of the two scores. The fake-score network is trained
-with the ordinary denoising loss on stop-grad generator samples.
+averaged over all elements, computed in float64 with NaNs zeroed. As in the reference implementation, the
+gradient reaches ``x_g`` both directly and through both score networks' *inputs* ``x_σ`` (their parameters are
+frozen for this loss); that second path is where α acts — with detached scores the gradient would be
+``−(f_φ − f_ψ)/w`` whatever α is. The fake-score network is trained with the ordinary denoising loss on stop-grad
+generator samples.
 """
 
 from __future__ import annotations
@@ -20,8 +21,11 @@ from streamavatar.diffusion.flow import add_noise, predicted_x0
 
 def sid_generator_loss(x_g: torch.Tensor, f_real: torch.Tensor, f_fake: torch.Tensor, alpha: float
                        ) -> torch.Tensor:
-    """The SiD generator loss (module docstring) of samples ``x_g [B, …]``; a float64 scalar."""
-    xg, fr, ff = x_g.double(), f_real.detach().double(), f_fake.detach().double()
+    """The SiD generator loss (module docstring) of samples ``x_g [B, …]``; a float64 scalar.
+
+    ``f_real``/``f_fake`` should be computed from ``x_σ`` built from ``x_g`` *with* autograd, so the gradient
+    flows through them too; only the normaliser ``w`` is detached."""
+    xg, fr, ff = x_g.double(), f_real.double(), f_fake.double()
     diff = fr - ff
     loss = diff * ((fr - xg) - alpha * diff)
     dims = tuple(range(1, x_g.ndim))

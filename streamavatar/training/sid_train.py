@@ -7,7 +7,8 @@ Each generator step:
    network (bidirectional, initialised from the teacher, conditioned like the teacher) on that window.
 2. One generator update: a rollout (:mod:`~streamavatar.training.self_forcing`) whose exit step carries
    gradients, the same kind of window, σ ~ U(σ_min, σ_max), the teacher's guided x0 and the fake score's x0 on
-   the noised window (no gradients), and the SiD loss (:mod:`~streamavatar.training.sid`). EMA of the student.
+   the noised window (frozen networks; the gradient flows through their inputs to the sample), and the SiD loss
+   (:mod:`~streamavatar.training.sid`). EMA of the student.
 
 **Scoring rollouts longer than the teacher.** The teacher is bidirectional over ``reference + 9`` latent frames
 (the length it was trained on). A rollout of ``n ≥ 4`` chunks is longer, so each rollout is scored on one
@@ -127,12 +128,15 @@ def generator_step(m: SiDModels, batch: dict, window: int, g: torch.Generator) -
     cfg = m.cfg
     sigma = cfg.sid_sigma_min + (cfg.sid_sigma_max - cfg.sid_sigma_min) * torch.rand(b, generator=g)
     noise = torch.randn(x_g.shape, generator=g)
-    x_t = noised(x_g.detach(), sigma, noise)
+    x_t = noised(x_g, sigma, noise)  # not detached: the gradient also flows through both scores' inputs
     ref = batch["latents"][:, :, :1]
     talk, listen = batch["talk"][:, s:s + window], batch["listen"][:, s:s + window]
-    with torch.no_grad():
+    m.fake.requires_grad_(False)
+    try:
         f_real = m.conditioned(m.teacher, x_t, sigma, ref, talk, listen, guided=True)
         f_fake = m.conditioned(m.fake, x_t, sigma, ref, talk, listen, guided=False)
+    finally:
+        m.fake.requires_grad_(True)
     loss = sid_generator_loss(x_g.float(), f_real, f_fake, cfg.sid_alpha)
     stats = {"sid_loss": float(loss.detach()), "exit_step": exit_step, "window": s,
              "sigma": float(sigma.mean()), "score_gap": float((f_real - f_fake).abs().mean())}

@@ -54,6 +54,17 @@ def test_sid_loss_matches_a_hand_computed_case():
     assert torch.allclose(x_g.grad, want, atol=1e-7)
 
 
+def test_sid_loss_gradient_flows_through_the_scores_where_alpha_acts():
+    # x_g = θ = 3, f_real = 2θ, f_fake = θ + 1, α = 1.2 (scores as functions of the sample, as through x_σ).
+    # d = θ − 1 = 2, f_real − x_g = θ = 3, inner = θ − α(θ − 1) = 0.6, w = |θ − 2θ| = 3 (detached) → L = 0.4;
+    # dL/dθ = (1·inner + d·(1 − α)) / w = (0.6 − 0.4) / 3 = 0.0666667.
+    theta = torch.tensor([[3.0]], requires_grad=True)
+    loss = sid_generator_loss(theta, 2 * theta, theta + 1, alpha=1.2)
+    assert abs(float(loss.detach()) - 0.4) < 1e-9
+    loss.backward()
+    assert abs(float(theta.grad) - 0.2 / 3) < 1e-6  # float32 input
+
+
 def test_sid_loss_is_zero_when_teacher_and_fake_agree_and_ignores_nans():
     x = torch.randn(2, 3)
     f = torch.randn(2, 3)
