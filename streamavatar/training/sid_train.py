@@ -139,7 +139,7 @@ def generator_step(m: SiDModels, batch: dict, window: int, g: torch.Generator) -
         m.fake.requires_grad_(True)
     loss = sid_generator_loss(x_g.float(), f_real, f_fake, cfg.sid_alpha)
     stats = {"sid_loss": float(loss.detach()), "exit_step": exit_step, "window": s,
-             "sigma": float(sigma.mean()), "score_gap": float((f_real - f_fake).abs().mean())}
+             "sigma": float(sigma.mean()), "score_gap": float((f_real - f_fake).detach().abs().mean())}
     return loss, stats
 
 
