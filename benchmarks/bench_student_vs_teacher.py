@@ -45,7 +45,7 @@ def main() -> None:
     ap.add_argument("--teacher", default="checkpoints/teacher-tiny")
     ap.add_argument("--student", default=None, help="student run folder (default: teacher weights)")
     ap.add_argument("--teacher-steps", type=int, default=40)
-    ap.add_argument("--talk-scale", type=float, default=2.0)
+    ap.add_argument("--talk-scale", type=float, default=3.0)
     ap.add_argument("--listen-scale", type=float, default=1.0)
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--repeats", type=int, default=5)

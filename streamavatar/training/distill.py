@@ -61,7 +61,7 @@ class DistillConfig:
     # --- teacher sampling (ODE trajectories and the SiD teacher score) ---
     teacher_steps: int = 40
     teacher_shift: float = 3.0
-    talk_scale: float = 2.0
+    talk_scale: float = 3.0
     listen_scale: float = 1.0
     # --- ODE initialisation ---
     pairs: int = 64

@@ -66,7 +66,7 @@ def register(tree) -> None:
                    help="Euler steps of the teacher's ODE (trajectories)")
     p.add_argument("--teacher-shift", type=positive_float("--teacher-shift"), default=3.0,
                    help="sigma shift of the teacher's Euler grid")
-    p.add_argument("--talk-scale", type=float, default=2.0, help="teacher talk-audio guidance")
+    p.add_argument("--talk-scale", type=float, default=3.0, help="teacher talk-audio guidance")
     p.add_argument("--listen-scale", type=float, default=1.0, help="teacher listen-audio guidance")
     p.add_argument("--pairs", type=positive_int("--pairs"), default=64, help="ode: teacher trajectories to sample")
     p.add_argument("--pair-batch", type=positive_int("--pair-batch"), default=4,
