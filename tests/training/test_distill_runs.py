@@ -110,12 +110,27 @@ def test_sid_run_from_the_ode_run_and_its_resume(setup, tmp_path):
     assert info["kind"] == "student" and info["train"]["phase"] == "sid"
 
 
-def test_ablation_flags_reach_the_exported_stream_config(setup, tmp_path):
-    out = tmp_path / "nosink"
-    train_ode(_cfg(setup, out, steps=1, reference_sink=False, rapr=False,
-                   trajectories=str(tmp_path / "traj")), progress=False)
+@pytest.mark.parametrize("flag, sink, rapr", [("--no-sink", False, False), ("--sink-only", True, False)])
+def test_cli_ablation_flags_reach_the_exported_student(setup, tmp_path, flag, sink, rapr):
+    out = tmp_path / "run"
+    r = _cli("--teacher", str(setup["teacher"]), "--data", str(setup["corpus"]), "--out", str(out), "--preset",
+             PRESET, "--split", setup["split"], "--feature-cache", str(setup["features"]), "--pairs", "1",
+             "--pair-batch", "1", "--teacher-steps", "2", "--steps", "1", "--batch", "1", flag)
+    assert r.returncode == 0, r.stderr
+    assert "step=1" in r.stdout
     stream = json.loads((out / "student.json").read_text())["model"]["stream"]
-    assert stream["reference_sink"] is False and stream["rapr"] is False
+    assert stream["reference_sink"] is sink and stream["rapr"] is rapr
+    # the exported folder streams like the engine will run it
+    from streamavatar.config import ModelConfig
+    from streamavatar.diffusion.chunk_sampler import ChunkSampler
+    from streamavatar.training.distill import load_run
+
+    model, projector, info = load_run(out)
+    mc = ModelConfig.from_dict(info["model"])
+    sampler = ChunkSampler(model, mc.stream)
+    state = sampler.start(torch.randn(1, 16, 1, 16, 16))
+    chunk = sampler.next_chunk(state, generator=torch.Generator().manual_seed(0))
+    assert chunk.shape == (1, 16, 3, 16, 16) and torch.isfinite(chunk).all()
 
 
 # --- command line: bad input ------------------------------------------------------------------------------
