@@ -31,7 +31,7 @@ def _train(args: argparse.Namespace) -> int:
         from streamavatar.training.ode_init import train_ode as train
     else:
         from streamavatar.training.sid_train import train_sid as train
-    last = train(cfg, resume=args.resume, progress=sys.stderr.isatty())
+    last = train(cfg, resume=args.resume, progress=args.progress or sys.stderr.isatty())
     print(" ".join(f"{k}={v}" for k, v in last.items()))
     return 0
 
@@ -82,3 +82,5 @@ def register(tree) -> None:
                    help="encoded-clip cache (default: the teacher's, else RUN/features)")
     p.add_argument("--split", default="train", choices=("train", "val", "test"))
     p.add_argument("--threads", type=int, default=None)
+    p.add_argument("--progress", action="store_true",
+                   help="show progress bars even when stderr is not a terminal (e.g. redirected to a log file)")
