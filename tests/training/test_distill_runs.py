@@ -110,8 +110,17 @@ def test_sid_run_from_the_ode_run_and_its_resume(setup, tmp_path):
     assert info["kind"] == "student" and info["train"]["phase"] == "sid"
 
 
-@pytest.mark.parametrize("flag, sink, rapr", [("--no-sink", False, False), ("--sink-only", True, False)])
-def test_cli_ablation_flags_reach_the_exported_student(setup, tmp_path, flag, sink, rapr):
+def test_ablation_flags_parse_into_the_stream_switches():
+    from streamavatar.cli import build_parser
+
+    base = ["train", "distill", "--teacher", "t", "--data", "d", "--out", "o"]
+    for extra, sink, rapr in (([], True, True), (["--sink-only"], True, False), (["--no-sink"], False, True)):
+        a = build_parser().parse_args(base + extra)
+        assert (a.sink, a.rapr) == (sink, rapr)  # --no-sink also turns RAPR off in _train (rapr and sink)
+
+
+def test_cli_ablation_flag_reaches_the_exported_student(setup, tmp_path):
+    flag, sink, rapr = "--no-sink", False, False
     out = tmp_path / "run"
     r = _cli("--teacher", str(setup["teacher"]), "--data", str(setup["corpus"]), "--out", str(out), "--preset",
              PRESET, "--split", setup["split"], "--feature-cache", str(setup["features"]), "--pairs", "1",
