@@ -22,6 +22,7 @@ COMMAND_MODULES: tuple[str, ...] = (
     "streamavatar.serve.cli",
     "streamavatar.training.teacher_cli",
     "streamavatar.training.vae_cli",
+    "streamavatar.training.distill_cli",
     "streamavatar.eval.cli",
 )
 

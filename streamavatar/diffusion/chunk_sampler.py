@@ -66,25 +66,49 @@ class ChunkSampler:
         Audio tokens are ``[B, chunk, n, audio_dim]``. Noise comes from ``noise(shape)`` if given, else from
         ``generator``.
         """
+        return self.denoise_chunk(state, talk_audio=talk_audio, listen_audio=listen_audio, noise=noise,
+                                  generator=generator)[0]
+
+    def denoise_chunk(self, state: StreamState, *, talk_audio: torch.Tensor | None = None,
+                      listen_audio: torch.Tensor | None = None, noise: NoiseFn | None = None,
+                      generator: torch.Generator | None = None, grad_step: int | None = None,
+                      ) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """:meth:`next_chunk` with an optional step that carries gradients (self-forcing training).
+
+        Returns ``(x0 of the last step, x0 of step grad_step or None)``. Every step runs exactly as at inference
+        (same noise draws, same cache writes); only the forward of step ``grad_step`` is recorded by autograd,
+        and only when the caller has gradients enabled (its input and the cached keys/values are detached), so a
+        training rollout is the inference rollout.
+        """
+        record = torch.is_grad_enabled()
         c = self.stream.chunk_frames
+        if grad_step is not None and not 0 <= grad_step < len(self.sigmas):
+            raise ValueError(f"grad_step must be in [0, {len(self.sigmas)}), got {grad_step}")
         b, ch, _, h, w = state.reference.shape
         shape = (b, ch, c, h, w)
         draw = noise or (lambda s: torch.randn(s, generator=generator, device=state.reference.device))
         frames = list(range(state.next_frame, state.next_frame + c))
         x = draw(shape)
         x0 = x
+        x0_grad = None
         for i, sigma in enumerate(self.sigmas):
             last = i == len(self.sigmas) - 1
             t = torch.full((b, c), float(sigma_to_timestep(sigma)), device=x.device)
-            out = self.model.forward_chunk(
-                x, t, state.cache, frames, commit=last and self.stream.cache_refresh == "last_step",
-                talk_audio=talk_audio, listen_audio=listen_audio, context=state.context, reference=state.reference)
-            x0 = predicted_x0(out, x.float(), sigma, self.model.cfg.prediction)
+            with torch.set_grad_enabled(record and i == grad_step):
+                out = self.model.forward_chunk(
+                    x, t, state.cache, frames, commit=last and self.stream.cache_refresh == "last_step",
+                    talk_audio=talk_audio, listen_audio=listen_audio, context=state.context,
+                    reference=state.reference)
+                x0 = predicted_x0(out, x.float(), sigma, self.model.cfg.prediction)
+            if i == grad_step:
+                x0_grad = x0
+                x0 = x0.detach()
             if not last:
                 x = add_noise(x0, draw(shape), self.sigmas[i + 1])
         if self.stream.cache_refresh == "clean_pass":
-            self.model.forward_chunk(x0, torch.zeros(b, c, device=x0.device), state.cache, frames, commit=True,
-                                     talk_audio=talk_audio, listen_audio=listen_audio, context=state.context,
-                                     reference=state.reference)
+            with torch.no_grad():
+                self.model.forward_chunk(x0, torch.zeros(b, c, device=x0.device), state.cache, frames, commit=True,
+                                         talk_audio=talk_audio, listen_audio=listen_audio, context=state.context,
+                                         reference=state.reference)
         state.next_frame += c
-        return x0
+        return x0, x0_grad

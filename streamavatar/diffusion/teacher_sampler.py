@@ -31,6 +31,32 @@ def _velocity(out: torch.Tensor, x: torch.Tensor, sigma: float, prediction: str)
     return (x - out) / max(sigma, 1e-4)
 
 
+def guided_prediction(model: AvatarDiT, seq: torch.Tensor, t: torch.Tensor, *, talk_audio: torch.Tensor | None,
+                      listen_audio: torch.Tensor | None, null_talk: torch.Tensor | None,
+                      null_listen: torch.Tensor | None, talk_scale: float = 1.0, listen_scale: float = 1.0,
+                      context: torch.Tensor | None = None) -> torch.Tensor:
+    """The bidirectional model's output on ``seq [B, C, F, h, w]`` (reference first) with talk/listen guidance.
+
+    ``u + s_talk·(c_t − u) + s_listen·(c_tl − c_t)`` of the raw outputs: the weights sum to one, so the
+    composition is the same whether the model predicts velocity or x0 (both are affine in the output).
+    Null tokens stand for "no audio" (required when that stream is given and guided).
+    """
+    if talk_scale == 1.0 and listen_scale == 1.0:
+        return model(seq, t, talk_audio=talk_audio, listen_audio=listen_audio, context=context)
+
+    def cat3(cond, null, listen_part: bool):
+        if cond is None:
+            return None
+        return torch.cat([null, cond if not listen_part else null, cond], dim=0)
+
+    talk3 = cat3(talk_audio, null_talk, listen_part=False)
+    listen3 = cat3(listen_audio, null_listen, listen_part=True)
+    ctx3 = None if context is None else context.repeat(3, 1, 1)
+    out = model(seq.repeat(3, 1, 1, 1, 1), t.repeat(3, 1), talk_audio=talk3, listen_audio=listen3, context=ctx3)
+    u, ct, ctl = out.chunk(3, dim=0)
+    return u + talk_scale * (ct - u) + listen_scale * (ctl - ct)
+
+
 @torch.no_grad()
 def sample_teacher(model: AvatarDiT, reference: torch.Tensor, frames: int, *, talk_audio: torch.Tensor | None,
                    listen_audio: torch.Tensor | None, steps: int = 40, shift: float = 3.0,
@@ -48,7 +74,6 @@ def sample_teacher(model: AvatarDiT, reference: torch.Tensor, frames: int, *, ta
             raise UserInputError(f"{name} guidance scale must be in {list(GUIDANCE_RANGE)}, got {s}")
     b, c, _, h, w = reference.shape
     x = noise if noise is not None else torch.randn(b, c, frames, h, w, generator=generator)
-    guided = talk_scale != 1.0 or listen_scale != 1.0
     zt = null_talk if null_talk is not None else (torch.zeros_like(talk_audio) if talk_audio is not None else None)
     zl = null_listen if null_listen is not None else (
         torch.zeros_like(listen_audio) if listen_audio is not None else None)
@@ -56,23 +81,10 @@ def sample_teacher(model: AvatarDiT, reference: torch.Tensor, frames: int, *, ta
     for s_now, s_next in zip(sigmas[:-1], sigmas[1:], strict=True):
         seq = torch.cat([reference, x], dim=2)
         t = torch.cat([torch.zeros(b, 1), torch.full((b, frames), s_now * 1000)], dim=1)
-        if not guided:
-            out = model(seq, t, talk_audio=talk_audio, listen_audio=listen_audio, context=context)[:, :, 1:]
-            v = _velocity(out, x, s_now, model.cfg.prediction)
-        else:
-            def cat3(cond, null, listen_part: bool):
-                if cond is None:
-                    return None
-                parts = [null, cond if not listen_part else null, cond]
-                return torch.cat(parts, dim=0)
-
-            talk3 = cat3(talk_audio, zt, listen_part=False)
-            listen3 = cat3(listen_audio, zl, listen_part=True)
-            ctx3 = None if context is None else context.repeat(3, 1, 1)
-            out = model(seq.repeat(3, 1, 1, 1, 1), t.repeat(3, 1), talk_audio=talk3, listen_audio=listen3,
-                        context=ctx3)[:, :, 1:]
-            u, ct, ctl = (_velocity(o, x, s_now, model.cfg.prediction) for o in out.chunk(3, dim=0))
-            v = u + talk_scale * (ct - u) + listen_scale * (ctl - ct)
+        out = guided_prediction(model, seq, t, talk_audio=talk_audio, listen_audio=listen_audio, null_talk=zt,
+                                null_listen=zl, talk_scale=talk_scale, listen_scale=listen_scale,
+                                context=context)[:, :, 1:]
+        v = _velocity(out, x, s_now, model.cfg.prediction)
         x = x + (s_next - s_now) * v
     return x
 

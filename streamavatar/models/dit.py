@@ -262,11 +262,14 @@ class AvatarDiT(nn.Module):
                 listen_audio: torch.Tensor | None = None, context: torch.Tensor | None = None,
                 reference: torch.Tensor | None = None, reference_frames: int = 1,
                 attention: AttentionMode = "bidirectional", chunk_frames: int = 3,
-                frame_positions: torch.Tensor | None = None) -> torch.Tensor:
+                frame_positions: torch.Tensor | None = None,
+                frame_mask: torch.Tensor | None = None) -> torch.Tensor:
         """Denoiser output for a whole clip, ``[B, C, F, H, W]`` in float32.
 
         ``frame_positions`` (``[F]`` integers) overrides the temporal RoPE index of each frame (default
         ``0…F−1``); the block-causal mode uses chunks of ``chunk_frames`` after the reference frames.
+        ``frame_mask`` (boolean ``[F, F]``, True = frame i attends to frame j) replaces the mode's mask, for
+        sequences that hold one frame twice (e.g. a chunk as noisy context and as the chunk being denoised).
         """
         b, _, f, h, w = x.shape if x.ndim == 5 else (0, 0, 0, 0, 0)
         self._check_inputs(x, t, talk_audio, listen_audio, f - reference_frames)
@@ -284,6 +287,10 @@ class AvatarDiT(nn.Module):
             mask = block_causal_mask(f, s, chunk_frames, reference_frames, x.device)
         else:
             raise UserInputError(f"attention must be 'bidirectional' or 'block_causal', got {attention!r}")
+        if frame_mask is not None:
+            if frame_mask.shape != (f, f) or frame_mask.dtype != torch.bool:
+                raise UserInputError(f"frame_mask must be a boolean [{f}, {f}] tensor, got {tuple(frame_mask.shape)}")
+            mask = frame_mask.to(x.device).repeat_interleave(s, 0).repeat_interleave(s, 1)
         plan = SelfAttentionPlan(cos, sin, cos, sin, mask)
         ctx = self.text_context(context, b)
         text_kv = [blk.cross_attn.context_kv(ctx) for blk in self.blocks]

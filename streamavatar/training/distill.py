@@ -1,0 +1,254 @@
+"""Stage 1 distillation, shared parts: the run config, loading teacher/student runs, data, export, logging.
+
+The two phases live in their own modules: :mod:`streamavatar.training.ode_init` (regression onto teacher ODE
+trajectories) and :mod:`streamavatar.training.sid` + :mod:`streamavatar.training.self_forcing` (Score identity
+Distillation over the student's own streaming rollouts). A distilled run folder holds ``student.safetensors``
+(bf16 EMA weights, keys ``dit.*`` and ``projector.*``) and ``student.json`` with the same sections as a teacher's
+``teacher.json`` (``model``, ``projector``, ``audio``) plus ``kind: "student"``, ``train`` and ``teacher``, so
+anything that loads a teacher folder loads a student folder the same way.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+from dataclasses import asdict, dataclass, replace
+from pathlib import Path
+
+import torch
+from safetensors.torch import load_file, save_file
+from tqdm import tqdm
+
+from streamavatar.config import ModelConfig, StreamConfig
+from streamavatar.errors import UserInputError
+from streamavatar.models.dit import AvatarDiT
+
+CHECKPOINT = "checkpoint.pt"
+WEIGHTS = "student.safetensors"
+CONFIG = "student.json"
+LOG = "train_log.csv"
+TEACHER_WEIGHTS = "teacher.safetensors"
+TEACHER_CONFIG = "teacher.json"
+PHASES = ("ode", "sid")
+#: Keys of a teacher.json "train" section copied into student.json "train".
+TEACHER_TRAIN_KEYS = ("vae", "audio_backend", "frames", "prediction")
+
+
+@dataclass
+class DistillConfig:
+    """Everything a distillation run depends on (saved with the run; ``--resume`` reuses it)."""
+
+    teacher: str
+    data: str
+    out: str
+    phase: str = "ode"
+    #: A run folder (student.json or teacher.json) the student starts from; default the teacher itself.
+    init_from: str | None = None
+    preset: str = "tiny"
+    # --- streaming geometry of the student (ablation flags) ---
+    reference_sink: bool = True
+    rapr: bool = True
+    # --- optimisation ---
+    batch: int = 4
+    lr: float = 5e-5
+    weight_decay: float = 0.0
+    ema: float = 0.99
+    grad_clip: float = 1.0
+    steps: int = 100_000
+    max_minutes: float = 60.0
+    checkpoint_every: int = 25
+    seed: int = 0
+    # --- teacher sampling (ODE trajectories and the SiD teacher score) ---
+    teacher_steps: int = 40
+    teacher_shift: float = 3.0
+    talk_scale: float = 3.0
+    listen_scale: float = 1.0
+    # --- ODE initialisation ---
+    pairs: int = 64
+    pair_batch: int = 4
+    trajectories: str | None = None
+    # --- SiD ---
+    rollout_chunks: int = 4
+    fake_updates: int = 5
+    fake_lr: float = 5e-5
+    sid_alpha: float = 1.0
+    sid_sigma_min: float = 0.02
+    sid_sigma_max: float = 0.98
+    # --- data ---
+    feature_cache: str | None = None
+    split: str = "train"
+
+    def __post_init__(self) -> None:
+        if self.phase not in PHASES:
+            raise UserInputError(f"phase must be one of {list(PHASES)}, got {self.phase!r}")
+        for name in ("batch", "steps", "checkpoint_every", "teacher_steps", "pairs", "pair_batch",
+                     "rollout_chunks", "fake_updates"):
+            if getattr(self, name) <= 0:
+                raise UserInputError(f"{name} must be a positive integer, got {getattr(self, name)}")
+        for name in ("lr", "fake_lr", "teacher_shift", "max_minutes"):
+            if not getattr(self, name) > 0:
+                raise UserInputError(f"{name} must be positive, got {getattr(self, name)}")
+        if not 0.0 <= self.ema < 1.0:
+            raise UserInputError(f"ema must be in [0, 1), got {self.ema}")
+        if not 0.0 < self.sid_sigma_min < self.sid_sigma_max <= 1.0:
+            raise UserInputError(f"SiD σ range must satisfy 0 < min < max <= 1, got "
+                                 f"{self.sid_sigma_min}..{self.sid_sigma_max}")
+
+    def stream(self, base: StreamConfig) -> StreamConfig:
+        """The student's streaming geometry: the teacher's, with the ablation flags of this run."""
+        return replace(base, reference_sink=self.reference_sink, rapr=self.rapr)
+
+
+# --- run folders ------------------------------------------------------------------------------------------
+def run_files(run: str | Path) -> tuple[Path, Path]:
+    """(config json, weights) of a teacher or student run folder."""
+    run = Path(run)
+    for cfg_name, w_name in ((CONFIG, WEIGHTS), (TEACHER_CONFIG, TEACHER_WEIGHTS)):
+        if (run / cfg_name).is_file() and (run / w_name).is_file():
+            return run / cfg_name, run / w_name
+    raise UserInputError(f"{run} is not a teacher or student run (expected {TEACHER_CONFIG} + {TEACHER_WEIGHTS} "
+                         f"or {CONFIG} + {WEIGHTS})")
+
+
+def load_run(run: str | Path, dtype: torch.dtype = torch.float32):
+    """(model, projector, info) of a teacher or student run folder (its exported EMA weights)."""
+    from streamavatar.models.audio_projector import AudioProjectorConfig, TalkListenProjector
+
+    cfg_path, w_path = run_files(run)
+    info = json.loads(cfg_path.read_text())
+    for key in ("model", "projector", "audio"):
+        if key not in info:
+            raise UserInputError(f"{cfg_path} has no {key!r} section")
+    mc = ModelConfig.from_dict(info["model"])
+    model = AvatarDiT(mc.dit)
+    projector = TalkListenProjector(AudioProjectorConfig(**info["projector"]))
+    weights = load_file(str(w_path))
+    try:
+        model.load_state_dict({k[4:]: v.float() for k, v in weights.items() if k.startswith("dit.")})
+        projector.load_state_dict({k[10:]: v.float() for k, v in weights.items() if k.startswith("projector.")})
+    except RuntimeError as exc:
+        raise UserInputError(f"weights in {w_path} do not match its config: {str(exc).splitlines()[0]}") from None
+    return model.to(dtype).eval(), projector.to(dtype).eval(), info
+
+
+def check_teacher(cfg: DistillConfig, info: dict, where: str) -> None:
+    """The teacher (or init run) must be of the asked preset and predict x0 or velocity like the student."""
+    name = info["model"].get("name")
+    if name != cfg.preset:
+        raise UserInputError(f"{where} is a {name!r} model, this run distils preset {cfg.preset!r} "
+                             f"(pass --preset {name} or another checkpoint)")
+
+
+def student_model_config(teacher_info: dict, cfg: DistillConfig) -> ModelConfig:
+    """The student's ModelConfig: the teacher's network with this run's streaming geometry."""
+    mc = ModelConfig.from_dict(teacher_info["model"])
+    return replace(mc, stream=cfg.stream(mc.stream))
+
+
+def open_run(cfg: DistillConfig, resume: bool) -> tuple[DistillConfig, dict | None]:
+    """The run's config and checkpoint state: a fresh run refuses an occupied folder; ``--resume`` reuses the
+    saved config (only the stopping limits come from the command line)."""
+    out = Path(cfg.out)
+    ckpt_path = out / CHECKPOINT
+    if not resume:
+        if ckpt_path.exists():
+            raise UserInputError(f"{out} already holds a run; pass --resume to continue it or choose another --out")
+        return cfg, None
+    if not ckpt_path.is_file():
+        raise UserInputError(f"--resume: no checkpoint in {out}")
+    from streamavatar.training.state import load_checkpoint
+
+    state = load_checkpoint(ckpt_path)
+    saved = DistillConfig(**state["config"])
+    if saved.phase != cfg.phase:
+        raise UserInputError(f"{out} holds a {saved.phase!r} run, asked to resume phase {cfg.phase!r}")
+    return replace(saved, max_minutes=cfg.max_minutes, steps=cfg.steps), state
+
+
+# --- data -------------------------------------------------------------------------------------------------
+def check_corpus_audio(data: str | Path, split: str) -> None:
+    """Every clip of the split must carry both voices (talk.wav, listen.wav): distillation is audio-driven."""
+    root = Path(data)
+    lst = root / f"{split}.txt"
+    if not (root / "index.json").is_file() or not lst.is_file():
+        raise UserInputError(f"{root} is not a synthetic corpus folder (expected index.json and {split}.txt)")
+    clips = [line.strip() for line in lst.read_text().splitlines() if line.strip()]
+    if not clips:
+        raise UserInputError(f"split {split!r} of {root} has no clips")
+    for c in clips:
+        missing = [n for n in ("talk.wav", "listen.wav") if not (root / c / n).is_file()]
+        if missing:
+            raise UserInputError(f"clip {root / c} has no audio ({', '.join(missing)} missing); distillation "
+                                 "needs talk and listen audio for every clip")
+
+
+def load_windows(cfg: DistillConfig, teacher_info: dict, frames: int, progress: bool):
+    """Corpus windows of ``1 + frames`` latent frames through the teacher's feature-cache code path.
+
+    The VAE and audio settings are the teacher's, so with the same ``feature_cache`` folder nothing is
+    re-encoded."""
+    from streamavatar.training.teacher import TeacherTrainConfig, load_training_inputs
+
+    check_corpus_audio(cfg.data, cfg.split)
+    tt = teacher_info.get("train", {})
+    cache = cfg.feature_cache or tt.get("feature_cache")
+    if cache is None or not Path(cache).is_dir():
+        cache = str(Path(cfg.out) / "features")
+    tcfg = TeacherTrainConfig(data=cfg.data, out=cfg.out, preset=cfg.preset, frames=frames,
+                              vae=tt.get("vae", "tiny"), audio_backend=tt.get("audio_backend", "whisper-tiny"),
+                              feature_cache=cache, split=cfg.split, mouth_weight=0.0)
+    _, frontend, windows = load_training_inputs(tcfg, cfg.split, progress)
+    if frontend.describe() != teacher_info["audio"]:
+        raise UserInputError(f"audio settings of the data ({frontend.describe()}) differ from the teacher's "
+                             f"({teacher_info['audio']})")
+    return windows
+
+
+def collate(items: list[dict]) -> dict:
+    return {k: torch.stack([it[k] for it in items]) for k in items[0]}
+
+
+# --- export -----------------------------------------------------------------------------------------------
+def export_student(out: Path, model_shadow: dict, projector_shadow: dict, teacher_info: dict,
+                   student_mc: ModelConfig, cfg: DistillConfig, step: int) -> None:
+    """Write ``student.safetensors`` (bf16 EMA) and ``student.json`` (teacher.json schema) atomically."""
+    weights = {f"dit.{k}": v.to(torch.bfloat16).contiguous() for k, v in model_shadow.items()}
+    weights.update({f"projector.{k}": v.to(torch.bfloat16).contiguous() for k, v in projector_shadow.items()})
+    tmp = out / (WEIGHTS + ".tmp")
+    save_file(weights, str(tmp))
+    tmp.replace(out / WEIGHTS)
+    # The teacher's data settings (VAE, audio backend, window frames, prediction) stay in "train" so that code
+    # reading a teacher folder's train section (e.g. which VAE decodes the latents) reads a student folder alike.
+    inherited = {k: v for k, v in teacher_info.get("train", {}).items() if k in TEACHER_TRAIN_KEYS}
+    info = {"kind": "student", "train": {**inherited, **asdict(cfg), "step": step}, "model": student_mc.to_dict(),
+            "projector": teacher_info["projector"], "audio": teacher_info["audio"],
+            "teacher": str(Path(cfg.teacher).resolve())}
+    tmp = out / (CONFIG + ".tmp")
+    tmp.write_text(json.dumps(info, indent=1, default=str))
+    tmp.replace(out / CONFIG)
+
+
+# --- logging ----------------------------------------------------------------------------------------------
+class TrainLog:
+    """A CSV log (appended on resume) and a tqdm bar on stderr."""
+
+    def __init__(self, path: Path, columns: list[str], total: int, initial: int, desc: str, progress: bool) -> None:
+        new = not path.exists()
+        self.columns = columns
+        self.file = open(path, "a", newline="")  # noqa: SIM115 - closed in close()
+        self.writer = csv.writer(self.file)
+        if new:
+            self.writer.writerow(columns)
+        self.bar = tqdm(total=total, initial=initial, desc=desc, unit="step", disable=not progress)
+
+    def row(self, values: dict) -> None:
+        self.writer.writerow([values.get(k, "") for k in self.columns])
+        self.bar.update(1)
+        self.bar.set_postfix({k: f"{values[k]:.4g}" for k in self.columns[2:4] if isinstance(values.get(k), float)})
+
+    def flush(self) -> None:
+        self.file.flush()
+
+    def close(self) -> None:
+        self.bar.close()
+        self.file.close()

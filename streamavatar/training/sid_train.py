@@ -1,0 +1,243 @@
+"""Stage 1b — SiD over self-forcing rollouts (paper.md §4 (b), §9.1–9.2).
+
+Each generator step:
+
+1. ``fake_updates`` fake-score updates: a fresh rollout without gradients (random exit step, as the generator
+   samples), a random teacher-sized window of it, a σ ~ U(0, 1), and the denoising loss of the fake-score
+   network (bidirectional, initialised from the teacher, conditioned like the teacher) on that window.
+2. One generator update: a rollout (:mod:`~streamavatar.training.self_forcing`) whose exit step carries
+   gradients, the same kind of window, σ ~ U(σ_min, σ_max), the teacher's guided x0 and the fake score's x0 on
+   the noised window (frozen networks; the gradient flows through their inputs to the sample), and the SiD loss
+   (:mod:`~streamavatar.training.sid`). EMA of the student.
+
+**Scoring rollouts longer than the teacher.** The teacher is bidirectional over ``reference + 9`` latent frames
+(the length it was trained on). A rollout of ``n ≥ 4`` chunks is longer, so each rollout is scored on one
+chunk-aligned window of 9 frames drawn uniformly among the rollout's windows, placed after the reference at
+temporal indices 1…9 exactly as in teacher training. The chunk generated under the frozen RAPR layout (chunk 4
+and later) is scored whenever the window covers it; over steps every chunk is scored. The fake-score network sees
+the same windows.
+
+Conditioning: the student uses its own projector (trained with it); the teacher and the fake-score network use
+the teacher's frozen projector. The teacher's score uses talk/listen guidance (``talk_scale``, ``listen_scale``)
+with "no audio" = the projector of zero windows (what the teacher's condition dropout trained). Optimisers are Adam
+with β = (0, 0.999) for both networks (Self-Forcing's SiD setting).
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+import time
+from dataclasses import asdict
+from pathlib import Path
+
+import torch
+
+from streamavatar.diffusion.teacher_sampler import guided_prediction
+from streamavatar.errors import UserInputError
+from streamavatar.models.dit import AvatarDiT
+from streamavatar.training.distill import (
+    CHECKPOINT,
+    LOG,
+    DistillConfig,
+    TrainLog,
+    check_teacher,
+    collate,
+    export_student,
+    load_run,
+    load_windows,
+    open_run,
+    student_model_config,
+)
+from streamavatar.training.self_forcing import check_rollout_length, random_exit_step, self_forcing_rollout
+from streamavatar.training.sid import fake_score_loss, noised, sid_generator_loss, x0_of
+from streamavatar.training.state import EMA, rng_state, save_atomic, set_rng_state
+
+
+class SiDModels:
+    """The frozen teacher (+ projector), the student (+ projector) and the fake-score network."""
+
+    def __init__(self, teacher: AvatarDiT, teacher_projector, student: AvatarDiT, student_projector,
+                 fake: AvatarDiT, cfg: DistillConfig, stream) -> None:
+        self.teacher, self.t_proj = teacher.eval(), teacher_projector.eval()
+        for p in list(self.teacher.parameters()) + list(self.t_proj.parameters()):
+            p.requires_grad_(False)
+        self.student, self.s_proj, self.fake = student, student_projector, fake
+        self.cfg = cfg
+        self.stream = stream
+
+    def window_start(self, clip_frames: int, window: int, generator: torch.Generator) -> int:
+        c = self.stream.chunk_frames
+        starts = range(0, clip_frames - window + 1, c)
+        return starts[int(torch.randint(len(starts), (1,), generator=generator))]
+
+    def rollout(self, batch: dict, generator: torch.Generator, exit_step: int):
+        """A self-forcing rollout on the batch's references and audio (student projector tokens)."""
+        ref = batch["latents"][:, :, :1]
+        talk, listen = self.s_proj(batch["talk"], batch["listen"])
+        draw = lambda shape: torch.randn(shape, generator=generator)  # noqa: E731 - the sampler's noise source
+        return self_forcing_rollout(self.student, self.stream, ref, self.cfg.rollout_chunks, talk=talk,
+                                    listen=listen, exit_step=exit_step, noise=draw)
+
+    def conditioned(self, net: AvatarDiT, x_t: torch.Tensor, sigma: torch.Tensor, ref: torch.Tensor,
+                    talk: torch.Tensor, listen: torch.Tensor, guided: bool) -> torch.Tensor:
+        """x0 of ``net`` on ``[ref | x_t]`` at per-sample ``sigma`` (teacher guidance when ``guided``)."""
+        b, _, f = x_t.shape[:3]
+        seq = torch.cat([ref, x_t], dim=2)
+        t = torch.cat([torch.zeros(b, 1), (sigma * 1000.0).view(b, 1).expand(b, f)], dim=1)
+        if guided:
+            null_t, null_l = self.t_proj(torch.zeros_like(talk), torch.zeros_like(listen))
+            talk_tok, listen_tok = self.t_proj(talk, listen)
+            out = guided_prediction(net, seq, t, talk_audio=talk_tok, listen_audio=listen_tok, null_talk=null_t,
+                                    null_listen=null_l, talk_scale=self.cfg.talk_scale,
+                                    listen_scale=self.cfg.listen_scale)
+        else:
+            talk_tok, listen_tok = self.t_proj(talk, listen)
+            out = net(seq, t, talk_audio=talk_tok, listen_audio=listen_tok, reference=ref)
+        return x0_of(out[:, :, 1:], x_t, sigma, net.cfg.prediction)
+
+
+def fake_step(m: SiDModels, batch: dict, window: int, g: torch.Generator) -> tuple[torch.Tensor, dict]:
+    """Fake-score denoising loss on a window of a fresh no-grad rollout."""
+    exit_step = random_exit_step(m.stream, g)
+    with torch.no_grad():
+        clip = m.rollout(batch, g, exit_step).clip()
+    s = m.window_start(clip.shape[2], window, g)
+    x_g = clip[:, :, s:s + window].detach()
+    b = x_g.shape[0]
+    sigma = torch.rand(b, generator=g)
+    noise = torch.randn(x_g.shape, generator=g)
+    x_t = noised(x_g, sigma, noise)
+    ref = batch["latents"][:, :, :1]
+    seq = torch.cat([ref, x_t], dim=2)
+    t = torch.cat([torch.zeros(b, 1), (sigma * 1000.0).view(b, 1).expand(b, window)], dim=1)
+    with torch.no_grad():
+        talk_tok, listen_tok = m.t_proj(batch["talk"][:, s:s + window], batch["listen"][:, s:s + window])
+    out = m.fake(seq, t, talk_audio=talk_tok, listen_audio=listen_tok, reference=ref)[:, :, 1:]
+    loss = fake_score_loss(out, x_g, noise, m.fake.cfg.prediction)
+    return loss, {"fake_loss": float(loss.detach())}
+
+
+def generator_step(m: SiDModels, batch: dict, window: int, g: torch.Generator) -> tuple[torch.Tensor, dict]:
+    """SiD generator loss on a window of a rollout whose exit step carries gradients."""
+    exit_step = random_exit_step(m.stream, g)
+    clip = m.rollout(batch, g, exit_step).clip()
+    s = m.window_start(clip.shape[2], window, g)
+    x_g = clip[:, :, s:s + window]
+    b = x_g.shape[0]
+    cfg = m.cfg
+    sigma = cfg.sid_sigma_min + (cfg.sid_sigma_max - cfg.sid_sigma_min) * torch.rand(b, generator=g)
+    noise = torch.randn(x_g.shape, generator=g)
+    x_t = noised(x_g, sigma, noise)  # not detached: the gradient also flows through both scores' inputs
+    ref = batch["latents"][:, :, :1]
+    talk, listen = batch["talk"][:, s:s + window], batch["listen"][:, s:s + window]
+    m.fake.requires_grad_(False)
+    try:
+        f_real = m.conditioned(m.teacher, x_t, sigma, ref, talk, listen, guided=True)
+        f_fake = m.conditioned(m.fake, x_t, sigma, ref, talk, listen, guided=False)
+    finally:
+        m.fake.requires_grad_(True)
+    loss = sid_generator_loss(x_g.float(), f_real, f_fake, cfg.sid_alpha)
+    stats = {"sid_loss": float(loss.detach()), "exit_step": exit_step, "window": s,
+             "sigma": float(sigma.mean()), "score_gap": float((f_real - f_fake).detach().abs().mean())}
+    return loss, stats
+
+
+def train_sid(cfg: DistillConfig, resume: bool = False, progress: bool = True, on_checkpoint=None) -> dict:
+    """Run (or resume) SiD distillation in ``cfg.out``; returns the last logged row."""
+    t_start = time.monotonic()
+    out = Path(cfg.out)
+    cfg, state = open_run(cfg, resume)
+    if state is None and not cfg.init_from:
+        raise UserInputError("--phase sid starts from an ODE-initialised student: pass --init-from ODE_RUN")
+    teacher, t_proj, t_info = load_run(cfg.teacher)
+    check_teacher(cfg, t_info, f"teacher {cfg.teacher}")
+    mc = student_model_config(t_info, cfg)
+    check_rollout_length(cfg.rollout_chunks, mc.stream)
+    window = int(t_info.get("train", {}).get("frames", 3 * mc.stream.chunk_frames))
+    if window % mc.stream.chunk_frames or window > cfg.rollout_chunks * mc.stream.chunk_frames:
+        raise UserInputError(f"the teacher's window of {window} frames does not fit rollouts of "
+                             f"{cfg.rollout_chunks} chunks of {mc.stream.chunk_frames}")
+    out.mkdir(parents=True, exist_ok=True)
+    torch.manual_seed(cfg.seed)
+    windows = load_windows(cfg, t_info, cfg.rollout_chunks * mc.stream.chunk_frames, progress)
+    init = cfg.init_from or cfg.teacher
+    student, s_proj, i_info = load_run(init)
+    check_teacher(cfg, i_info, f"--init-from {init}")
+    fake = copy.deepcopy(teacher)
+    student.train()
+    s_proj.train()
+    fake.train()
+    m = SiDModels(teacher, t_proj, student, s_proj, fake, cfg, mc.stream)
+    g_params = list(student.parameters()) + list(s_proj.parameters())
+    f_params = list(fake.parameters())
+    for p in g_params + f_params:
+        p.requires_grad_(True)
+    opt_g = torch.optim.Adam(g_params, lr=cfg.lr, betas=(0.0, 0.999))
+    opt_f = torch.optim.Adam(f_params, lr=cfg.fake_lr, betas=(0.0, 0.999))
+    ema_model, ema_proj = EMA(student, cfg.ema), EMA(s_proj, cfg.ema)
+    g = torch.Generator().manual_seed(cfg.seed + 2)
+    step = 0
+    if state is not None:
+        student.load_state_dict(state["model"])
+        s_proj.load_state_dict(state["projector"])
+        fake.load_state_dict(state["fake"])
+        opt_g.load_state_dict(state["optimizer"])
+        opt_f.load_state_dict(state["fake_optimizer"])
+        ema_model.shadow, ema_proj.shadow = state["ema_model"], state["ema_projector"]
+        step = state["step"]
+        set_rng_state(state["rng"])
+        g.set_state(state["generator"])
+
+    def save() -> None:
+        save_atomic({"step": step, "model": student.state_dict(), "projector": s_proj.state_dict(),
+                     "fake": fake.state_dict(), "optimizer": opt_g.state_dict(), "fake_optimizer": opt_f.state_dict(),
+                     "ema_model": ema_model.shadow, "ema_projector": ema_proj.shadow, "rng": rng_state(),
+                     "generator": g.get_state(), "config": asdict(cfg)}, out / CHECKPOINT)
+        export_student(out, ema_model.shadow, ema_proj.shadow, t_info, mc, cfg, step)
+        if on_checkpoint is not None:
+            on_checkpoint(step, out)
+
+    def draw_batch() -> dict:
+        rows = torch.randint(len(windows), (cfg.batch,), generator=g)
+        return collate([{k: windows[int(r)][k] for k in ("latents", "talk", "listen")} for r in rows])
+
+    cols = ["step", "minutes", "sid_loss", "fake_loss", "grad_norm", "fake_grad_norm", "exit_step", "window",
+            "sigma", "score_gap"]
+    log = TrainLog(out / LOG, cols, cfg.steps, step, f"distill sid ({cfg.fake_updates} fake : 1)", progress)
+    last: dict = {}
+    try:
+        while step < cfg.steps and (time.monotonic() - t_start) / 60 < cfg.max_minutes:
+            fake_losses, fgn = [], 0.0
+            for _ in range(cfg.fake_updates):
+                with torch.autocast("cpu", dtype=torch.bfloat16):
+                    f_loss, f_stats = fake_step(m, draw_batch(), window, g)
+                opt_f.zero_grad(set_to_none=True)
+                f_loss.backward()
+                fgn = float(torch.nn.utils.clip_grad_norm_(f_params, cfg.grad_clip))
+                if math.isfinite(fgn):
+                    opt_f.step()
+                fake_losses.append(f_stats["fake_loss"])
+            opt_g.zero_grad(set_to_none=True)
+            with torch.autocast("cpu", dtype=torch.bfloat16):
+                loss, stats = generator_step(m, draw_batch(), window, g)
+            loss.backward()
+            gn = float(torch.nn.utils.clip_grad_norm_(g_params, cfg.grad_clip))
+            opt_f.zero_grad(set_to_none=True)  # the generator's backward does not reach the fake, but be explicit
+            if not math.isfinite(gn):
+                opt_g.zero_grad(set_to_none=True)
+                continue
+            opt_g.step()
+            ema_model.update(student)
+            ema_proj.update(s_proj)
+            step += 1
+            last = {"step": step, "minutes": round((time.monotonic() - t_start) / 60, 3), **stats,
+                    "fake_loss": sum(fake_losses) / len(fake_losses), "grad_norm": gn, "fake_grad_norm": fgn}
+            log.row(last)
+            if step % cfg.checkpoint_every == 0:
+                log.flush()
+                save()
+    finally:
+        log.close()
+    save()
+    return last
