@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import shutil
 
+import numpy as np
 import pytest
 
 from streamavatar.errors import UserInputError
@@ -58,3 +59,25 @@ def test_broken_folders(tmp_path, small_model_dir):
         resolve_model(small_model_dir / "student.json")
     with pytest.raises(UserInputError, match="resolution 40"):
         load(str(small_model_dir), resolution=40, warmup=False)
+
+
+def test_student_exported_by_distillation_streams(tmp_path):
+    """A folder written by the distillation's own exporter (issue #7) loads and streams in the engine."""
+    from safetensors.torch import load_file
+
+    from streamavatar.config import ModelConfig
+    from streamavatar.streaming.pipeline import load
+    from streamavatar.training.distill import DistillConfig, export_student
+
+    teacher = write_random_model(tmp_path / "teacher", kind="teacher")
+    info = json.loads((teacher / "teacher.json").read_text())
+    w = load_file(str(teacher / "teacher.safetensors"))
+    out = tmp_path / "student"
+    out.mkdir()
+    export_student(out, {k[4:]: v for k, v in w.items() if k.startswith("dit.")},
+                   {k[10:]: v for k, v in w.items() if k.startswith("projector.")}, info,
+                   ModelConfig.from_dict(info["model"]), DistillConfig(teacher=str(teacher), data="-", out=str(out)),
+                   step=1)
+    pipe = load(str(out), resolution=64, threads=1, warmup=False)
+    assert pipe.folder.kind == "student" and pipe.name.endswith("(distilled student)")
+    assert pipe.session(np.zeros((64, 64, 3), np.uint8)).step().frames.shape == (12, 64, 64, 3)
