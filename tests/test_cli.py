@@ -19,7 +19,7 @@ def test_help_lists_commands():
 
 
 def test_bench_stream_json():
-    r = run_cli("bench", "stream", "--seconds", "1", "--json")
+    r = run_cli("bench", "stream", "--model", "random-tiny", "--seconds", "1", "--json")
     assert r.returncode == 0, r.stderr
     out = json.loads(r.stdout)
     for key in ("rtf", "ffd_s", "chunk_ms", "peak_rss_mb", "resolution", "fps", "model"):
@@ -31,7 +31,8 @@ def test_bench_stream_json():
 
 def test_bad_input_is_one_line_exit_2():
     for args in (["bench", "stream", "--seconds", "0"], ["bench", "stream", "--seconds", "nan"],
-                 ["bench", "stream", "--resolution", "100"], ["bench", "stream", "--model", "nope"],
+                 ["bench", "stream", "--model", "random-tiny", "--resolution", "100"],
+                 ["bench", "stream", "--resolution", "128"], ["bench", "stream", "--model", "nope"],
                  ["no-such-command"]):
         r = run_cli(*args)
         assert r.returncode == 2, (args, r.stderr)

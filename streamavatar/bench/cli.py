@@ -6,13 +6,24 @@ import argparse
 import json
 import sys
 
+from streamavatar.cli_args import positive_int
+
 
 def _stream(args: argparse.Namespace) -> int:
-    from streamavatar.bench.stream import run_stream_benchmark  # torch loads only when a command runs
+    from streamavatar.bench.stream import RANDOM_MODELS, run_engine_benchmark, run_stream_benchmark
 
-    result = run_stream_benchmark(args.seconds, model_name=args.model, dtype=args.dtype,
-                                  resolution=args.resolution, seed=args.seed, progress=sys.stderr.isatty())
-    summary = result.summary()
+    if args.model in RANDOM_MODELS:
+        result = run_stream_benchmark(args.seconds, model_name=args.model, dtype=args.dtype,
+                                      resolution=args.resolution or 128, seed=args.seed,
+                                      progress=sys.stderr.isatty())
+        summary = result.summary()
+    else:
+        if args.resolution is not None:
+            print("streamavatar bench stream: error: --resolution applies to --model random-tiny only (a trained "
+                  "model runs at its own resolution)", file=sys.stderr)
+            return 2
+        summary = run_engine_benchmark(args.seconds, model=args.model, dtype=args.dtype, threads=args.threads,
+                                       overlap=not args.no_overlap, seed=args.seed, progress=sys.stderr.isatty())
     if args.json:
         print(json.dumps(summary))
     else:
@@ -25,9 +36,14 @@ def register(tree) -> None:
     p = tree.subcommand("bench", "stream", "time an endless stream chunk by chunk (RTF, first-frame delay, "
                         "per-chunk ms, peak memory)", _stream)
     p.add_argument("--seconds", type=float, default=10.0, help="seconds of video to stream (default 10)")
-    p.add_argument("--model", default="random-tiny", choices=("random-tiny",),
-                   help="model to time; 'random-tiny' = the tiny preset with random weights (DiT only)")
+    p.add_argument("--model", default="default",
+                   help="'default' (the bundled model: audio encoding + DiT + VAE decode), a model folder, or "
+                        "'random-tiny' (the tiny preset's DiT alone with random weights)")
     p.add_argument("--dtype", default="bf16", choices=("bf16", "fp32"), help="compute dtype (bf16 is fast on CPU)")
-    p.add_argument("--resolution", type=int, default=128, help="square video resolution in pixels (default 128)")
+    p.add_argument("--resolution", type=int, default=None,
+                   help="square resolution for --model random-tiny (default 128)")
+    p.add_argument("--threads", type=positive_int("--threads"), default=None,
+                   help="torch threads per stage (default 1 on CPU)")
+    p.add_argument("--no-overlap", action="store_true", help="decode on the DiT's thread (no pipelining)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--json", action="store_true", help="print one JSON object")

@@ -1,7 +1,7 @@
 """A deterministic FAKE avatar generator: a test double with the real session API, not a model.
 
 It exists so the whole server (sessions, media clock, WebRTC, interrupt, events) can be built and tested on a
-CPU before the real StreamAvatar model (issue #8) exists. Select it with ``streamavatar serve --model fake``.
+CPU without a model (the real one is :mod:`streamavatar.streaming`). Select it with ``streamavatar serve --model fake``.
 Every frame is the reference image tinted by state, with a bar whose height follows the agent audio's
 loudness, and three rows of code blocks (see :mod:`streamavatar.serve.frame_code`): the frame index, the
 first agent-audio sample the frame was made from (as ``1 + PCM16 value``; 0 = no agent audio) and a hash of

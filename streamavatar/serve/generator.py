@@ -5,7 +5,7 @@ The server never touches model internals: it only needs an object that makes per
 (``push_talk_audio``) and the user's voice (``push_listen_audio``), produces one chunk per ``step()``
 (12 frames = 0.48 s at 25 fps plus the exact agent audio those frames were generated from) and drops
 queued agent audio on ``interrupt()``. These are written as :class:`typing.Protocol` classes so the
-real model (issue #8) and the test double in :mod:`streamavatar.serve.fake_generator` both fit.
+real model (:mod:`streamavatar.streaming`) and the test double in :mod:`streamavatar.serve.fake_generator` both fit.
 """
 
 from __future__ import annotations
@@ -104,22 +104,15 @@ def validate_chunk(chunk: ChunkLike, frame_size: tuple[int, int]) -> None:
 
 
 def load_generator(spec: str, fake_size: int = 256) -> AvatarPipeline:
-    """Load the model named by ``--model``: ``fake`` (the deterministic test double), ``default`` or a directory.
-
-    The real model (issue #8) is not in the package yet; until it provides ``streamavatar.load`` with the
-    session API above, ``default`` and directories are refused with a clear message.
-    """
+    """Load the model named by ``--model``: ``fake`` (the deterministic test double), ``default`` (the model
+    bundled with the package) or a model folder, the last two through :func:`streamavatar.load`."""
     if spec == "fake":
         from streamavatar.serve.fake_generator import FakeAvatarPipeline
 
         return FakeAvatarPipeline(height=fake_size, width=fake_size)
     import streamavatar
 
-    loader = getattr(streamavatar, "load", None)
-    if loader is None:
-        raise UserInputError(f"--model {spec}: the real StreamAvatar model is not available in this version yet "
-                             "(issue #8); use --model fake for the deterministic test generator")
-    pipe = loader(spec)
+    pipe = streamavatar.load(spec)
     if not isinstance(pipe, AvatarPipeline):
         raise UserInputError(f"--model {spec}: the loaded model does not provide session(), frame_size and "
                              "sample_rate")

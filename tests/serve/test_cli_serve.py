@@ -71,11 +71,17 @@ def test_flags_override_yaml_override_defaults(tmp_path):
     assert eff["host"] == "127.0.0.1" and eff["idle_timeout_s"] == 60.0
 
 
-def test_bad_input_is_one_line_and_exit_2():
-    r = run_cli("serve", "--model", "default", "--check")
+def test_bad_input_is_one_line_and_exit_2(tmp_path):
+    r = run_cli("serve", "--model", str(tmp_path / "no-such-model"), "--check")
     assert r.returncode == 2, (r.stdout, r.stderr)
     assert "Traceback" not in r.stderr and len(r.stderr.strip().splitlines()) == 1, r.stderr
-    assert "issue #8" in r.stderr and "--model fake" in r.stderr
+    assert "no-such-model" in r.stderr and "not found" in r.stderr
+
+
+def test_default_model_loads_for_serving():
+    r = run_cli("serve", "--model", "default", "--no-warmup", "--check")
+    assert r.returncode == 0, r.stderr
+    assert json.loads(r.stdout)["effective_config"]["model"] == "default"
 
 
 def test_serve_starts_answers_and_stops():

@@ -1,0 +1,189 @@
+"""Per-session audio: queues of pushed PCM → exactly one chunk of talk/listen audio windows per step.
+
+A live session is driven by ``step()``: every step must produce a chunk, whether or not enough audio has
+arrived. So unlike :class:`~streamavatar.audio.streaming.StreamingAudioEncoder` (which waits until a chunk is
+computable), each stream here *consumes* exactly one chunk of its queue per step (zeros where the queue runs
+short) and *peeks* at the look-ahead (the next 80 ms of the queue, zeros if not there yet). The consumed
+audio forms the stream's timeline; a chunk's encoder window is the end of that timeline plus the peek, the
+same window :meth:`AudioFrontend.encode` cuts offline. When the whole audio is queued before the first step,
+the windows equal the offline ones (tested); when audio arrives just in time, the look-ahead is silence.
+
+Timeline convention (``streamavatar.audio.windows``): video frame 0 is the reference image, whose 640 samples
+are silence here; chunk ``c`` plays samples ``[640 + 7680 c, 640 + 7680 (c + 1))``.
+"""
+
+from __future__ import annotations
+
+import copy
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from streamavatar.audio.frontend import AudioFrontend
+from streamavatar.audio.io import ENCODER_SAMPLE_RATE, StreamingResampler, check_sample_rate, to_mono_float32
+from streamavatar.audio.vad import build_vad
+from streamavatar.audio.windows import SAMPLES_PER_VIDEO_FRAME, FrameWindows, gather_windows
+
+
+class AudioQueue:
+    """A FIFO of 16 kHz samples that is consumed one chunk at a time (with a peek at what follows)."""
+
+    def __init__(self, max_samples: int | None = None) -> None:
+        self._parts: list[np.ndarray] = []
+        self._size = 0
+        #: Oldest audio is dropped beyond this many queued samples (live user audio is heard, not replayed).
+        self.max_samples = max_samples
+
+    def __len__(self) -> int:
+        return self._size
+
+    def push(self, x: np.ndarray) -> None:
+        self._parts.append(x)
+        self._size += x.size
+        if self.max_samples is not None and self._size > self.max_samples:
+            self._drop(self._size - self.max_samples)
+
+    def clear(self) -> None:
+        self._parts, self._size = [], 0
+
+    def _joined(self) -> np.ndarray:
+        if len(self._parts) != 1:
+            self._parts = [np.concatenate(self._parts) if self._parts else np.zeros(0, np.float32)]
+        return self._parts[0]
+
+    def _drop(self, n: int) -> None:
+        buf = self._joined()
+        self._parts = [buf[n:]]
+        self._size = self._parts[0].size
+
+    def take(self, n: int) -> np.ndarray:
+        """Remove and return up to ``n`` samples from the front."""
+        buf = self._joined()
+        out = buf[:n].copy()
+        self._drop(min(n, buf.size))
+        return out
+
+    def peek(self, n: int) -> np.ndarray:
+        """The first ``n`` samples (or fewer) without removing them."""
+        return self._joined()[:n].copy()
+
+
+class StreamTimeline:
+    """One voice (talk or listen): its queue, the consumed timeline tail and the causal VAD over it."""
+
+    def __init__(self, frontend: AudioFrontend, max_queue_samples: int | None = None) -> None:
+        g = frontend.geometry
+        self.geometry = g
+        self.queue = AudioQueue(max_queue_samples)
+        self._resampler: StreamingResampler | None = None
+        self._vad = build_vad(frontend.config.vad)
+        self._history = g.context - g.lookahead  # consumed samples a window needs
+        # Frame 0 (the reference image) owns 640 samples of silence.
+        self._tail = np.zeros(SAMPLES_PER_VIDEO_FRAME, np.float32)
+        self._mask = self._vad.process(self._tail.reshape(1, -1))  # the latest VAD decisions, one per frame
+
+    def push(self, pcm, sample_rate: float, nonfinite: str) -> int:
+        """Queue audio at any rate (validated, resampled to 16 kHz); returns the 16 kHz samples this push queued.
+
+        One incremental resampler per rate keeps pieces seamless (pushing 20 ms pieces gives the samples one
+        push of the whole gives); it holds back about 1 ms until more audio comes, a rate change or an underrun
+        (see :meth:`consume`) flushes it."""
+        rate = check_sample_rate(sample_rate)
+        x = to_mono_float32(pcm, nonfinite)
+        if self._resampler is not None and self._resampler.sample_rate != rate:
+            self._flush_resampler()
+        if self._resampler is None:
+            self._resampler = StreamingResampler(rate)
+        out = self._resampler.push(x)
+        if out.size:
+            self.queue.push(out)
+        return out.size
+
+    def clear(self) -> None:
+        """Drop everything queued (and what the resampler holds back)."""
+        self.queue.clear()
+        self._resampler = None
+
+    def _flush_resampler(self) -> None:
+        if self._resampler is not None:
+            tail = self._resampler.flush()
+            if tail.size:
+                self.queue.push(tail)
+            self._resampler = None
+
+    def consume(self) -> tuple[np.ndarray, int, np.ndarray, np.ndarray]:
+        """Take one chunk: ``(encoder window, real samples taken, chunk audio, mask row of the chunk's frames)``."""
+        g = self.geometry
+        n = g.chunk_samples
+        if len(self.queue) < n + g.lookahead:
+            # The voice paused (or the audio arrives just in time): release what the resampler holds back.
+            self._flush_resampler()
+        taken = self.queue.take(n)
+        chunk = np.zeros(n, np.float32)
+        chunk[:taken.size] = taken
+        ahead = np.zeros(g.lookahead, np.float32)
+        peek = self.queue.peek(g.lookahead)
+        ahead[:peek.size] = peek
+        self._tail = np.concatenate([self._tail, chunk])[-self._history:]
+        wave = np.concatenate([np.zeros(max(0, self._history - self._tail.size), np.float32), self._tail, ahead])
+        # VAD: consumed frames advance the causal state; look-ahead frames are judged on a copy of it.
+        decided = self._vad.process(chunk.reshape(-1, SAMPLES_PER_VIDEO_FRAME))
+        r = g.radius
+        ahead_mask = copy.deepcopy(self._vad).process(ahead[: r * SAMPLES_PER_VIDEO_FRAME].reshape(r, -1)) \
+            if r else np.zeros(0, np.float32)
+        # The chunk's frames reach r frames back (frames before 0 do not exist: mask 0) and r frames ahead.
+        prev = np.concatenate([np.zeros(r, np.float32), self._mask])[-r:] if r else np.zeros(0, np.float32)
+        row = np.concatenate([prev, decided, ahead_mask]).astype(np.float32)
+        self._mask = np.concatenate([self._mask, decided])[-max(r, 1):]
+        return wave, int(taken.size), chunk, row
+
+
+class ChunkAudioEncoder:
+    """Talk + listen timelines of one session and the shared encoder pass that turns a step into windows."""
+
+    def __init__(self, frontend: AudioFrontend, listen_backlog_s: float | None = 2.0) -> None:
+        self.frontend = frontend
+        self.talk = StreamTimeline(frontend)
+        cap = None if listen_backlog_s is None else round(listen_backlog_s * ENCODER_SAMPLE_RATE)
+        self.listen = StreamTimeline(frontend, max_queue_samples=cap)
+        self.chunks_done = 0
+        self._silence: torch.Tensor | None = None
+
+    def _features(self, waves: list[np.ndarray]) -> list[torch.Tensor]:
+        """Encoder features of each window; an all-zero window (a silent voice) reuses cached features, which
+        are exactly what the encoder gives for it (the encoder is deterministic)."""
+        silent = [not w.any() for w in waves]
+        out: list[torch.Tensor | None] = [None] * len(waves)
+        todo = [i for i, s in enumerate(silent) if not s or self._silence is None]
+        if todo:
+            feats = self.frontend.encode_windows(torch.from_numpy(np.stack([waves[i] for i in todo])))
+            for j, i in enumerate(todo):
+                out[i] = feats[j]
+                if silent[i] and self._silence is None:
+                    self._silence = feats[j].clone()
+        return [o if o is not None else self._silence for o in out]
+
+    def next_chunk(self) -> ChunkAudio:
+        """Consume one chunk of both voices and compute their windows (one batched encoder pass)."""
+        g = self.frontend.geometry
+        t_wave, t_n, t_chunk, t_row = self.talk.consume()
+        l_wave, l_n, l_chunk, l_row = self.listen.consume()
+        feats = self._features([t_wave, l_wave])
+        c = self.chunks_done
+        talk = gather_windows(feats[0], torch.from_numpy(t_row), g, c)
+        listen = gather_windows(feats[1], torch.from_numpy(l_row), g, c)
+        self.chunks_done += 1
+        return ChunkAudio(talk, listen, t_chunk, l_chunk, t_n, l_n)
+
+
+@dataclass
+class ChunkAudio:
+    """What one step consumed: windows of both voices, their 16 kHz audio and how much of it was pushed audio."""
+
+    talk: FrameWindows
+    listen: FrameWindows
+    talk_audio: np.ndarray
+    listen_audio: np.ndarray
+    talk_samples: int
+    listen_samples: int

@@ -1,0 +1,101 @@
+"""``streamavatar demo`` and ``streamavatar generate``."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+
+from streamavatar.cli_args import positive_float, positive_int
+
+
+def _engine_options(p: argparse.ArgumentParser, model: bool = True) -> None:
+    if model:
+        p.add_argument("--model", default="default",
+                       help="'default' (bundled with the package) or a model folder (student.json + "
+                            "student.safetensors, or a teacher run folder)")
+    p.add_argument("--seed", type=int, default=0, help="noise seed (same seed, same video)")
+    p.add_argument("--threads", type=positive_int("--threads"), default=None,
+                   help="torch threads per stage (default 1 on CPU: the DiT and the decode thread use a core each)")
+    p.add_argument("--dtype", default="bf16", choices=("bf16", "fp32"), help="compute dtype (default bf16)")
+    p.add_argument("--dit-device", default="cpu", help="device of the DiT and audio encoder (e.g. cuda:0)")
+    p.add_argument("--vae-device", default="cpu", help="device of the VAE decoder (e.g. cuda:1)")
+    p.add_argument("--no-overlap", action="store_true",
+                   help="decode on the same thread as the DiT (for measuring what the overlap buys)")
+    p.add_argument("--json", action="store_true", help="print the summary as one JSON object")
+
+
+def _load(args: argparse.Namespace, spec: str):
+    from streamavatar.streaming.pipeline import load
+
+    return load(spec, dtype=args.dtype, dit_device=args.dit_device, vae_device=args.vae_device,
+                threads=args.threads, overlap=not args.no_overlap)
+
+
+def _report(args: argparse.Namespace, result, pipe) -> None:
+    m = result.metrics
+    summary = {"out": str(result.out), "frames": result.frames, "seconds": round(result.seconds, 3),
+               "model": pipe.name, "resolution": list(pipe.frame_size), "rtf": m["rtf"], "ffd_s": m["ffd_s"],
+               "chunk_ms": m["chunk_ms"], "stage_ms_p50": m["stage_ms_p50"]}
+    if args.json:
+        print(json.dumps(summary))
+    else:
+        print(f"wrote {result.out}: {result.frames} frames ({result.seconds:.2f} s) at "
+              f"{pipe.frame_size[1]}x{pipe.frame_size[0]}, 25 fps, model {pipe.name}")
+        print(f"real-time factor {m['rtf']:.3f} (below 1 is faster than real time), "
+              f"first-frame delay {m['ffd_s']:.3f} s, per chunk p50 {m['chunk_ms']['p50']:.0f} ms "
+              f"p95 {m['chunk_ms']['p95']:.0f} ms")
+
+
+def _generate(args: argparse.Namespace) -> int:
+    from streamavatar.streaming.offline import AudioFileStream, check_output_path, generate_video
+    from streamavatar.streaming.reference_image import open_image
+
+    # Check every input before the model loads (seconds, not minutes, to a clear error).
+    check_output_path(args.out)
+    open_image(args.image)
+    for path, what in ((args.talk_audio, "talk audio"), (args.listen_audio, "listen audio")):
+        if path is not None:
+            AudioFileStream(path, what)
+    if args.talk_audio is None and args.listen_audio is None:
+        print("streamavatar generate: error: give --talk-audio and/or --listen-audio (see --help)", file=sys.stderr)
+        return 2
+    pipe = _load(args, args.model)
+    result = generate_video(pipe, args.image, args.out, talk_audio=args.talk_audio, listen_audio=args.listen_audio,
+                            seconds=args.seconds, seed=args.seed, mix_listen=args.mix_listen)
+    _report(args, result, pipe)
+    return 0
+
+
+def _demo(args: argparse.Namespace) -> int:
+    from streamavatar import constants as K
+    from streamavatar.streaming.default_assets import bundled_inputs
+    from streamavatar.streaming.offline import AudioFileStream, check_output_path, generate_video
+
+    check_output_path(args.out)
+    image, speech = bundled_inputs()
+    pipe = _load(args, "default")
+    # The bundled speech, then one chunk of silence to show the return to idle.
+    seconds = args.seconds or AudioFileStream(speech, "bundled speech").seconds + K.CHUNK_SECONDS
+    result = generate_video(pipe, image, args.out, talk_audio=speech, seconds=seconds, seed=args.seed)
+    _report(args, result, pipe)
+    return 0
+
+
+def register(tree) -> None:
+    d = tree.command("demo", "generate a short video with the bundled default model, image and speech; prints the "
+                     "real-time factor and first-frame delay", _demo)
+    d.add_argument("--out", default="demo.mp4", help="output .mp4 (default demo.mp4)")
+    d.add_argument("--seconds", type=positive_float("--seconds"), default=None,
+                   help="length (default: the bundled speech, about 5 s, plus 0.48 s)")
+    _engine_options(d, model=False)
+    p = tree.command("generate", "make an mp4 (H.264 + AAC) from a reference image and talk and/or listen audio, "
+                     "streamed chunk by chunk", _generate)
+    p.add_argument("--image", required=True, help="reference image (PNG, JPEG, …)")
+    p.add_argument("--talk-audio", default=None, help="the avatar's own voice (WAV/FLAC/OGG, any rate 8–192 kHz)")
+    p.add_argument("--listen-audio", default=None, help="the user's voice the avatar listens to")
+    p.add_argument("--seconds", type=positive_float("--seconds"), default=None,
+                   help="length of the video (default: the longer audio)")
+    p.add_argument("--mix-listen", action="store_true", help="mp4 audio = agent + user voice (default: agent only)")
+    p.add_argument("--out", required=True, help="output .mp4")
+    _engine_options(p)

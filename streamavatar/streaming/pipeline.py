@@ -1,0 +1,178 @@
+"""``streamavatar.load``: a streaming model (DiT + audio projector), the VAE and the audio front-end, ready to
+make :class:`~streamavatar.streaming.session.Session` streams.
+
+Devices and precision: everything runs in bf16 on the CPU by default (fp32 3D/2D convolutions are many times
+slower on CPU, see ``docs/engine.md``); ``dit_device`` and ``vae_device`` put the DiT (+ audio) and the VAE on
+separate devices (two GPUs, or GPU + CPU).
+
+Threads: a session runs the DiT on the calling thread and the VAE decode on a worker thread, each using
+torch's intra-op pool. ``load(threads=N)`` sets that pool's size for the whole process
+(``torch.set_num_threads``); the default on the CPU is 1, so the two stages together use two cores — on this
+project's 2-core machine two OpenMP threads per op were measured several times slower than one under load
+(numbers in ``docs/engine.md``).
+"""
+
+from __future__ import annotations
+
+import time
+
+import numpy as np
+import torch
+from safetensors.torch import load_file
+
+from streamavatar import constants as K
+from streamavatar.errors import UserInputError
+from streamavatar.streaming.model_folder import ModelFolder, resolve_model
+
+DTYPES = {"bf16": torch.bfloat16, "fp32": torch.float32}
+#: Rate of the audio returned in chunks (the encoders' rate; a multiple of 25 so each frame owns 640 samples).
+OUTPUT_SAMPLE_RATE = 16000
+#: The resolution the bundled models were trained at (the synthetic corpus).
+DEFAULT_RESOLUTION = 128
+
+
+def _device(spec: str) -> torch.device:
+    try:
+        dev = torch.device(spec)
+    except (RuntimeError, TypeError) as exc:
+        raise UserInputError(f"unknown device {spec!r} ({exc}); expected e.g. 'cpu' or 'cuda:0'") from None
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        raise UserInputError(f"device {spec!r} asked for, but CUDA is not available on this machine")
+    return dev
+
+
+class Pipeline:
+    """A loaded streaming model. Satisfies the server's ``AvatarPipeline`` protocol (``name``, ``frame_size``,
+    ``sample_rate``, ``session``)."""
+
+    def __init__(self, folder: ModelFolder, *, resolution: int | None = None, dtype: str = "bf16",
+                 dit_device: str = "cpu", vae_device: str = "cpu", overlap: bool = True,
+                 audio_dtype: str | None = None) -> None:
+        from streamavatar.audio import AudioConfig, AudioFrontend
+        from streamavatar.config import ModelConfig
+        from streamavatar.diffusion.chunk_sampler import ChunkSampler
+        from streamavatar.models.audio_projector import AudioProjectorConfig, TalkListenProjector
+        from streamavatar.models.dit import AvatarDiT
+        from streamavatar.models.vae import load_vae
+
+        if dtype not in DTYPES:
+            raise UserInputError(f"unknown dtype {dtype!r}; expected one of {sorted(DTYPES)}")
+        t0 = time.perf_counter()
+        self.folder = folder
+        self.info = folder.info
+        self.dtype = DTYPES[dtype]
+        self.dit_device, self.vae_device = _device(dit_device), _device(vae_device)
+        self.overlap = overlap
+        mc = ModelConfig.from_dict(folder.info["model"])
+        self.model_config = mc
+        stride = mc.vae_spatial_stride * mc.dit.patch_size[1]
+        res = int(resolution or folder.manifest.get("resolution") or folder.info.get("resolution")
+                  or DEFAULT_RESOLUTION)
+        if res <= 0 or res % stride:
+            raise UserInputError(f"resolution {res} must be a positive multiple of {stride}")
+        self.resolution = res
+        try:
+            weights = load_file(str(folder.weights_path))
+        except Exception as exc:  # noqa: BLE001 - a damaged file is a user problem, one line
+            raise UserInputError(f"cannot read model weights {folder.weights_path}: {exc}") from None
+        model = AvatarDiT(mc.dit)
+        projector = TalkListenProjector(AudioProjectorConfig(**folder.info["projector"]))
+        try:
+            model.load_state_dict({k[4:]: v.float() for k, v in weights.items() if k.startswith("dit.")})
+            projector.load_state_dict({k[10:]: v.float() for k, v in weights.items() if k.startswith("projector.")})
+        except RuntimeError as exc:
+            first = str(exc).splitlines()[0]
+            raise UserInputError(f"{folder.weights_path} does not match {folder.config_path}: {first}") from None
+        self.model = model.to(self.dit_device, self.dtype).eval()
+        self.projector = projector.to(self.dit_device, self.dtype).eval()
+        self.sampler = ChunkSampler(self.model, mc.stream)
+        train = folder.info.get("train", {})
+        self.vae = load_vae(train.get("vae", "tiny"), dtype=self.dtype).to(self.vae_device)
+        a = folder.info.get("audio", {})
+        adtype = audio_dtype or ("bfloat16" if self.dtype == torch.bfloat16 else "float32")
+        acfg = AudioConfig(backend=a.get("backend", train.get("audio_backend", "whisper-tiny")),
+                           context_s=a.get("context_s", 2.0),
+                           lookahead_ms=a.get("lookahead_ms", K.AUDIO_WINDOW_RADIUS_FRAMES * 1000 / K.VIDEO_FPS),
+                           window_radius=a.get("window_radius", K.AUDIO_WINDOW_RADIUS_FRAMES),
+                           chunk_latent_frames=mc.stream.chunk_frames, vad=a.get("vad", "energy"), dtype=adtype)
+        self.frontend = AudioFrontend(acfg)
+        self.frontend.encoder.to(self.dit_device)
+        pc = self.projector.talk.cfg
+        got = (self.frontend.window_size, self.frontend.num_layers, self.frontend.feature_dim)
+        if (pc.window, pc.num_layers, pc.feature_dim) != got:
+            raise UserInputError(f"{folder.config_path}: the projector expects audio windows "
+                                 f"{(pc.window, pc.num_layers, pc.feature_dim)} but the {acfg.backend} front-end "
+                                 f"gives {got}")
+        self.name = self._name()
+        self.frame_size = (res, res)
+        self.sample_rate = OUTPUT_SAMPLE_RATE
+        self.load_s = time.perf_counter() - t0
+        self.warmup_s = 0.0
+
+    def _name(self) -> str:
+        f = self.folder
+        label = "default" if f.spec == "default" else f.folder.name
+        if f.distilled:
+            return f"{label} (distilled student)"
+        steps = self.model_config.stream.num_steps
+        return f"{label} (teacher weights, not distilled: run block-causally in {steps} steps)"
+
+    def describe(self) -> dict:
+        """What was loaded (for JSON output and model cards)."""
+        mc = self.model_config
+        return {
+            "name": self.name, "kind": self.folder.kind, "distilled": self.folder.distilled,
+            "weights": str(self.folder.weights_path), "resolution": [self.resolution, self.resolution],
+            "fps": K.VIDEO_FPS, "dtype": str(self.dtype).removeprefix("torch."),
+            "dit_device": str(self.dit_device), "vae_device": str(self.vae_device),
+            "dit_parameters": self.model.num_parameters(), "steps": mc.stream.num_steps,
+            "chunk_latent_frames": mc.stream.chunk_frames, "audio": self.frontend.config.backend,
+            "overlap": self.overlap, "threads": torch.get_num_threads(),
+        }
+
+    @torch.no_grad()
+    def encode_reference(self, image_uint8: np.ndarray) -> torch.Tensor:
+        """``res×res×3`` uint8 → normalised reference latent ``[1, z, 1, h, w]`` (float32, on the DiT device)."""
+        x = torch.from_numpy(image_uint8).float().div(127.5).sub(1.0).permute(2, 0, 1)[None, :, None]
+        z = self.vae.encode(x.to(self.vae_device, self.vae.dtype))
+        return z.float().to(self.dit_device)
+
+    def warmup(self) -> float:
+        """Run one throwaway chunk (first calls of the encoder, DiT and VAE pay one-off costs); returns seconds."""
+        t0 = time.perf_counter()
+        gray = np.full((self.resolution, self.resolution, 3), 128, np.uint8)
+        with self.session(gray) as s:
+            s.step()
+        return time.perf_counter() - t0
+
+    def session(self, reference_image, *, seed: int = 0, listen_backlog_s: float | None = 2.0,
+                keep_latents: bool = False):
+        """Start a stream for ``reference_image`` (a path, a PIL image or an ``H×W×3`` uint8 array)."""
+        from streamavatar.streaming.session import Session
+
+        return Session(self, reference_image, seed=seed, listen_backlog_s=listen_backlog_s,
+                       keep_latents=keep_latents)
+
+
+def load(spec: str = "default", *, resolution: int | None = None, dtype: str = "bf16", dit_device: str = "cpu",
+         vae_device: str = "cpu", threads: int | None = None, overlap: bool = True, warmup: bool = True) -> Pipeline:
+    """Load a streaming model: ``"default"`` (bundled with the package) or a model folder (see
+    :mod:`streamavatar.streaming.model_folder`).
+
+    ``threads``: torch intra-op threads for the process (default: 1 when everything runs on the CPU, since the
+    DiT and the decode thread then use one core each; left alone otherwise). ``overlap``: decode on a worker
+    thread so that the DiT can work on the next chunk meanwhile (see :meth:`Session.submit`). ``warmup``: run
+    one throwaway chunk before returning, so that a session's first-frame delay is not the one-off start cost.
+    """
+    folder = resolve_model(spec)
+    if threads is None and dit_device == "cpu" and vae_device == "cpu":
+        threads = 1
+    if threads is not None:
+        if int(threads) <= 0:
+            raise UserInputError(f"threads must be a positive integer, got {threads}")
+        torch.set_num_threads(int(threads))
+    pipe = Pipeline(folder, resolution=resolution, dtype=dtype, dit_device=dit_device, vae_device=vae_device,
+                    overlap=overlap)
+    if warmup:
+        pipe.warmup_s = pipe.warmup()
+    return pipe
