@@ -62,6 +62,15 @@ class VAETrainConfig:
     seed: int = 0
     max_bytes: float = 1.5e9
     log_every: int = 10
+    #: Start from these trained weights (``"tiny"`` = the bundled VAE, or a VAE directory) instead of scratch.
+    init_from: str | None = None
+    #: Train the decoder only: the encoder (and so every latent a DiT was trained on) stays fixed.
+    decoder_only: bool = False
+    #: Extra L1 weight on a Gaussian bump (``mouth_radius`` px) around each frame's annotated mouth centre.
+    mouth_weight: float = 0.0
+    mouth_radius: float = 6.0
+    #: Fraction of training crops placed over the mouth (corpus clips carry the mouth annotation).
+    mouth_fraction: float = 0.0
 
     def validate(self) -> None:
         if self.preset != "tiny":
@@ -77,6 +86,28 @@ class VAETrainConfig:
             raise UserInputError(f"--crop must be 0 (full frames) or a multiple of 8, got {self.crop}")
         if self.max_steps < 0 or self.eval_clips < 1:
             raise UserInputError("--max-steps must be >= 0 and --eval-clips >= 1")
+        if self.decoder_only and self.init_from is None:
+            raise UserInputError("--decoder-only needs --init-from (the trained encoder to keep)")
+        if not (self.mouth_weight >= 0 and self.mouth_radius > 0 and 0 <= self.mouth_fraction <= 1):
+            raise UserInputError(f"--mouth-weight must be >= 0, --mouth-radius > 0 and --mouth-fraction in [0, 1]; "
+                                 f"got {self.mouth_weight}, {self.mouth_radius}, {self.mouth_fraction}")
+
+
+def mouth_weight_map(mouths: torch.Tensor, height: int, width: int, radius: float) -> torch.Tensor:
+    """Gaussian bumps ``[B, 1, T, H, W]`` at per-frame mouth centres ``[B, T, 2]`` (x, y; NaN = none)."""
+    ys = torch.arange(height, dtype=torch.float32).view(1, 1, height, 1)
+    xs = torch.arange(width, dtype=torch.float32).view(1, 1, 1, width)
+    cx, cy = mouths[..., 0, None, None], mouths[..., 1, None, None]
+    bump = torch.exp(-((xs - cx) ** 2 + (ys - cy) ** 2) / (2 * radius ** 2))
+    return torch.nan_to_num(bump, nan=0.0).unsqueeze(1)
+
+
+def mouth_l1(recon: torch.Tensor, target: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
+    """L1 averaged under ``weight`` (zero when no mouth is in view)."""
+    total = weight.sum()
+    if float(total) <= 0:
+        return recon.new_zeros((), dtype=torch.float32)
+    return ((recon.float() - target.float()).abs() * weight).sum() / (total * recon.shape[1])
 
 
 def reconstruction_losses(recon: torch.Tensor, target: torch.Tensor) -> dict[str, torch.Tensor]:
@@ -148,7 +179,20 @@ def train_vae(cfg: VAETrainConfig, resume: bool = False, progress: bool = True) 
                                  f"not {cfg.preset!r}")
     torch.manual_seed(cfg.seed)
     vae = VideoVAE(vae_preset(cfg.preset)).train()
-    opt = torch.optim.AdamW(vae.net.parameters(), lr=cfg.lr, betas=(0.9, 0.99), weight_decay=1e-4)
+    fixed_stats = None
+    if cfg.init_from is not None:
+        from streamavatar.models.vae import load_vae
+
+        init = load_vae(cfg.init_from, dtype=torch.float32)
+        if init.config.name != cfg.preset:
+            raise UserInputError(f"--init-from {cfg.init_from} is a {init.config.name!r} VAE, not {cfg.preset!r}")
+        vae.net.load_state_dict(init.net.state_dict())
+        if cfg.decoder_only:  # the latent space does not move, so neither do its statistics
+            fixed_stats = (init.latents_mean.flatten().clone(), init.latents_std.flatten().clone())
+    trained = vae.net.decoder if cfg.decoder_only else vae.net
+    if cfg.decoder_only:
+        vae.net.encoder.requires_grad_(False)
+    opt = torch.optim.AdamW(trained.parameters(), lr=cfg.lr, betas=(0.9, 0.99), weight_decay=1e-4)
     disc = PatchDiscriminator() if cfg.gan_weight > 0 else None
     disc_opt = torch.optim.AdamW(disc.parameters(), lr=cfg.lr / 2, betas=(0.5, 0.9)) if disc else None
     rng = np.random.default_rng(cfg.seed)
@@ -176,7 +220,9 @@ def train_vae(cfg: VAETrainConfig, resume: bool = False, progress: bool = True) 
     eval_clips = [read_video_frames(p, cfg.eval_frames) for p in eval_videos[:cfg.eval_clips]]
     logs = _Logs(out)
     budget = cfg.minutes * 60.0
-    if state is None:
+    if cfg.mouth_weight > 0 and not train_bank.has_mouths:
+        raise UserInputError("--mouth-weight needs corpus clips with annotations.npz beside each video.mp4")
+    if state is None and cfg.init_from is None:
         pca_rng = np.random.default_rng(cfg.seed + 2)
         pca_psnr = patch_pca_(vae.net, train_bank.sample(32, cfg.frames, pca_rng, flip=False))
         logs.write(out / "init.csv", {"patch_pca_psnr_db": round(pca_psnr, 3)})
@@ -206,21 +252,28 @@ def train_vae(cfg: VAETrainConfig, resume: bool = False, progress: bool = True) 
         lr = cfg.lr * _lr_factor(step, elapsed, budget, cfg.warmup_steps)
         for g in opt.param_groups:
             g["lr"] = lr
-        x = train_bank.sample(cfg.batch, cfg.frames, rng, crop=cfg.crop or None)
+        x, mouths = train_bank.sample(cfg.batch, cfg.frames, rng, crop=cfg.crop or None,
+                                      mouth_fraction=cfg.mouth_fraction, with_mouths=True)
         with torch.autocast("cpu", torch.bfloat16):
-            mu, logvar = vae.encode_moments(x)
+            with torch.set_grad_enabled(not cfg.decoder_only):
+                mu, logvar = vae.encode_moments(x)
             z = mu + torch.exp(0.5 * logvar.float().clamp(-30, 20)) * torch.randn(mu.shape)
             recon = vae.decode_raw_train(z)
         parts = reconstruction_losses(recon, x)
         kl = kl_loss(mu, logvar)
-        loss = cfg.w_l1 * parts["l1"] + cfg.w_grad * parts["grad"] + cfg.w_ssim * parts["ssim"] + cfg.w_kl * kl
+        loss = cfg.w_l1 * parts["l1"] + cfg.w_grad * parts["grad"] + cfg.w_ssim * parts["ssim"]
+        if not cfg.decoder_only:
+            loss = loss + cfg.w_kl * kl
+        if cfg.mouth_weight > 0:
+            parts["mouth"] = mouth_l1(recon, x, mouth_weight_map(mouths, x.shape[-2], x.shape[-1], cfg.mouth_radius))
+            loss = loss + cfg.mouth_weight * parts["mouth"]
         use_gan = disc is not None and step >= cfg.gan_start
         if use_gan:
             with torch.autocast("cpu", torch.bfloat16):
                 loss = loss - cfg.gan_weight * disc(recon.float()).float().mean()
         opt.zero_grad(set_to_none=True)
         loss.backward()
-        torch.nn.utils.clip_grad_norm_(vae.net.parameters(), 1.0)
+        torch.nn.utils.clip_grad_norm_(trained.parameters(), 1.0)
         opt.step()
         if use_gan:
             with torch.autocast("cpu", torch.bfloat16):
@@ -236,9 +289,10 @@ def train_vae(cfg: VAETrainConfig, resume: bool = False, progress: bool = True) 
         if step % cfg.log_every == 0 or step == 1:
             batch_psnr = float(psnr(recon.detach(), x).mean())
             logs.write(logs.train, {"step": step, "train_minutes": round(elapsed / 60, 3), "lr": f"{lr:.3g}",
-                                    "loss": round(float(loss), 5), "l1": round(float(parts["l1"]), 5),
+                                    "loss": round(float(loss.detach()), 5), "l1": round(float(parts["l1"].detach()), 5),
                                     "grad": round(float(parts["grad"]), 5), "ssim_loss": round(float(parts["ssim"]), 5),
-                                    "kl": round(float(kl), 4), "batch_psnr_db": round(batch_psnr, 3)})
+                                    "kl": round(float(kl), 4), "batch_psnr_db": round(batch_psnr, 3),
+                                    "mouth_l1": round(float(parts.get("mouth", 0.0)), 5)})
             bar.set_postfix(step=step, loss=f"{float(loss):.4f}", psnr=f"{batch_psnr:.2f}")
         if elapsed - last_eval_t >= cfg.eval_minutes * 60:
             last_eval = evaluate()
@@ -254,7 +308,10 @@ def train_vae(cfg: VAETrainConfig, resume: bool = False, progress: bool = True) 
     save()
 
     vae.eval()
-    mean, std = latent_statistics(vae, train_bank, cfg.frames, n=64, seed=cfg.seed + 1)
+    if fixed_stats is not None:
+        mean, std = fixed_stats
+    else:
+        mean, std = latent_statistics(vae, train_bank, cfg.frames, n=64, seed=cfg.seed + 1)
     vae.set_latent_stats(mean, std)
     export = out / "vae"
     vae.save_pretrained(export, dtype=torch.bfloat16)

@@ -26,7 +26,9 @@ def _train(args: argparse.Namespace) -> int:
     cfg = VAETrainConfig(data=args.data, out=args.out, batch=args.batch, frames=args.frames, crop=args.crop, lr=args.lr,
                          minutes=args.minutes, max_steps=args.max_steps, ckpt_minutes=args.ckpt_minutes,
                          eval_minutes=args.eval_minutes, eval_clips=args.eval_clips, gan_weight=args.gan_weight,
-                         seed=args.seed)
+                         seed=args.seed, init_from=args.init_from, decoder_only=args.decoder_only,
+                         mouth_weight=args.mouth_weight, mouth_radius=args.mouth_radius,
+                         mouth_fraction=args.mouth_fraction)
     result = train_vae(cfg, resume=args.resume, progress=True)
     print(json.dumps(result))
     return 0
@@ -72,6 +74,15 @@ def register(tree) -> None:
     p.add_argument("--gan-weight", type=float, default=0.0, help="patch-discriminator loss weight (0 = off)")
     p.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's choice)")
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--init-from", default=None, help="start from trained weights: 'tiny' (bundled) or a VAE directory")
+    p.add_argument("--decoder-only", action="store_true",
+                   help="train the decoder only; the encoder and the latent space stay as --init-from has them "
+                        "(DiTs trained on those latents stay valid)")
+    p.add_argument("--mouth-weight", type=float, default=0.0,
+                   help="extra L1 weight around each frame's annotated mouth (corpus clips; 0 = off)")
+    p.add_argument("--mouth-radius", type=float, default=6.0, help="pixel radius of the mouth weight (default 6)")
+    p.add_argument("--mouth-fraction", type=float, default=0.0,
+                   help="fraction of training crops placed over the mouth (default 0)")
 
     e = tree.subcommand("eval", "vae", "PSNR/SSIM of a VAE's streaming reconstructions on a corpus split", _eval)
     e.add_argument("--data", required=True, help="corpus directory")
