@@ -130,7 +130,7 @@ def load_training_inputs(cfg: TeacherTrainConfig, split: str, progress: bool):
 
     vae = load_vae(cfg.vae)
     frontend = AudioFrontend(AudioConfig(backend=cfg.audio_backend))
-    key = features_key(str(cfg.vae), vae.state_dict(), frontend.describe())
+    key = features_key(str(cfg.vae), vae, frontend.describe())
     cache = Path(cfg.feature_cache or Path(cfg.out) / "features") / key
     clips = build_feature_cache(cfg.data, split, vae, frontend, cache / split, progress=progress)
     windows = TeacherWindows(clips, frames=cfg.frames, mouth_weight=cfg.mouth_weight,

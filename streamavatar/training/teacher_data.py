@@ -60,12 +60,17 @@ def _corpus_clips(root: Path, split: str) -> list[Path]:
     return clips
 
 
-def features_key(vae_name: str, vae_state: dict, audio_describe: dict) -> str:
-    """A short hash identifying the VAE weights and audio settings the cached features were made with."""
+def features_key(vae_name: str, vae, audio_describe: dict) -> str:
+    """A short hash identifying what the cached features depend on: the VAE's encoder weights and latent
+    statistics (not its decoder, so a decoder-only fine-tune keeps the cache) and the audio settings."""
+    state = vae.state_dict()
     h = hashlib.sha256(vae_name.encode())
-    for k in sorted(vae_state)[:8] + sorted(vae_state)[-8:]:
+    encoder_side = sorted(k for k in state if "decoder" not in k and "post_quant" not in k)
+    for k in encoder_side[:8] + encoder_side[-8:]:
         h.update(k.encode())
-        h.update(vae_state[k].float().flatten()[:64].numpy().tobytes())
+        h.update(state[k].float().flatten()[:64].numpy().tobytes())
+    for stats in (vae.latents_mean, vae.latents_std):
+        h.update(stats.float().flatten().numpy().tobytes())
     h.update(json.dumps(audio_describe, sort_keys=True, default=str).encode())
     return h.hexdigest()[:12]
 

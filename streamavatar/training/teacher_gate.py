@@ -44,7 +44,7 @@ def sync_gate(run: str | Path, data: str | Path, windows: int = 8, steps: int = 
     train = info["train"]
     vae = load_vae(train["vae"])
     frontend = AudioFrontend(AudioConfig(backend=train["audio_backend"]))
-    key = features_key(str(train["vae"]), vae.state_dict(), frontend.describe())
+    key = features_key(str(train["vae"]), vae, frontend.describe())
     cache = Path(train["feature_cache"] or Path(run) / "features") / key / split
     clips = build_feature_cache(data, split, vae, frontend, cache, progress=False)
     paths = _corpus_clips(Path(data), split)
