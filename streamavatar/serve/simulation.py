@@ -105,7 +105,8 @@ async def start_sim_session(name: str = "s", size: int = 64, color=(200, 40, 40)
     pipe = pipeline or FakeAvatarPipeline(size, size)
     ref = np.zeros((size, size, 3), np.uint8)
     ref[:] = color
-    rt = SessionRuntime(name, pipe.session(ref), pipe.frame_size, pipe.sample_rate, config or sim_config())
+    rt = SessionRuntime(name, pipe.session(ref), pipe.frame_size, pipe.sample_rate, config or sim_config(),
+                        lookahead_samples=getattr(pipe, "lookahead_samples", 0))
     rec = Recording()
     video, audio = SessionVideoTrack(rt), SessionAudioTrack(rt)
     rt.add_sink(video)
