@@ -181,3 +181,32 @@ def _sent_talk_audio_engine(sim) -> np.ndarray:
     pcm = np.concatenate([a.pcm for a in sim.rec.audio])
     nz = np.flatnonzero(pcm)
     return pcm[nz[0] - 1: nz[-1] + 1] if nz.size else pcm[:0]
+
+
+def test_real_engine_frames_leave_with_their_own_audio(tiny_engine):
+    """The A/V check of bench_serve.py with a real model: frame codes stamped on the engine's frames after
+    generation, utterances in pieces and an interrupt, 20 simulated seconds."""
+    from streamavatar.serve.simulation import CodeStampingPipeline
+
+    async def main():
+        sim = await start_sim_session(size=64, pipeline=CodeStampingPipeline(tiny_engine))
+        await asyncio.sleep(0.3)
+        sim.say(3.1, pieces=4)
+        await asyncio.sleep(4.0)
+        sim.say(4.0, pieces=2)
+        await asyncio.sleep(1.7)
+        sim.runtime.interrupt()
+        await asyncio.sleep(1.0)
+        sim.say(2.3)
+        await asyncio.sleep(20.0 - 7.0)
+        await sim.close()
+        return sim
+
+    sim = run_virtual(main())
+    assert len(sim.rec.video) >= 20 * K.VIDEO_FPS - 2
+    offsets, muted = av_offsets(sim.rec, SR)
+    assert offsets.size >= 0.9 * (3.1 + 1.7 + 2.3) * K.VIDEO_FPS
+    assert muted <= sim.runtime.metrics.repeated_frames  # only a silent repeat of the last talking frame
+    assert offsets.max() == 0.0
+    codes = np.array([v.frame_code for v in sim.rec.video])
+    assert (np.diff(codes) >= 0).all() and sim.runtime.metrics.interrupts == 1
