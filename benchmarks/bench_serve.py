@@ -144,15 +144,20 @@ async def _fps(pipe: AvatarPipeline, model: str, size: int, sessions: int, secon
             made = [await create_session(c, base, color=(40 * i, 80, 200)) for i in range(sessions)]
             clients = [await connect_rtc(c, base, s) for s in made]
             await asyncio.sleep(2.0)  # connect and settle
+            runtimes = [app.state.manager.get(s["session_id"]) for s in made]
             counts = [len(cl.frames) for cl in clients]
+            generated = [rt.metrics.frames_generated for rt in runtimes]
             t0 = time.perf_counter()
             await asyncio.sleep(seconds)
             dt = time.perf_counter() - t0
             received = [(len(cl.frames) - n) / dt for cl, n in zip(clients, counts, strict=True)]
+            # slots go out at 25 fps whatever happens; these are the model's new frames among them
+            new = [(rt.metrics.frames_generated - g) / dt for rt, g in zip(runtimes, generated, strict=True)]
             snaps = [app.state.manager.get(s["session_id"]).metrics_snapshot() for s in made]
             for cl in clients:
                 await cl.close()
     return {"sessions": sessions, "received_fps": [round(x, 2) for x in received],
+            "generated_fps": [round(x, 2) for x in new],
             "server_fps": [s["fps"] for s in snaps], "rtf": [s["rtf"] for s in snaps],
             "repeated_frames": [s["repeated_frames"] for s in snaps],
             "session_counters": [_counters(s) for s in snaps]}
