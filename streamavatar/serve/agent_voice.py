@@ -143,15 +143,35 @@ class AgentVoiceQueue:
         u.consumed += k
         return np.concatenate(out) if out else np.zeros(0, np.int16)
 
-    def skip_playing(self, k: int) -> int:
-        """Discard up to ``k`` samples of the utterance that is playing (none if it has not started); returns
-        how many were discarded. Used to keep speech on time when generation falls behind."""
+    def peek_playing(self, utterance_id: str, k: int) -> np.ndarray:
+        """The next ``k`` (or fewer) queued samples of the utterance ``utterance_id`` if it is still the head,
+        without taking them (the generator's look-ahead); an empty array otherwise."""
+        if k <= 0 or not self._queue or self._queue[0].id != utterance_id or not self._queue[0].queued:
+            return np.zeros(0, np.int16)
+        out, need = [], k
+        for part in self._queue[0].parts:
+            out.append(part[:need])
+            need -= out[-1].size
+            if not need:
+                break
+        return np.concatenate(out)
+
+    def skip_playing(self, k: int, keep_first: int = 0) -> int:
+        """Discard up to ``k`` samples of the utterance that is playing (none if it has not started), after its
+        first ``keep_first`` queued samples (those already handed to the generator as look-ahead); returns how
+        many were discarded. Used to keep speech on time when generation falls behind."""
         if not self._queue or self._queue[0].consumed == 0:
             return 0
         head = self._queue[0]
-        k = min(k, head.queued)
+        keep_first = min(keep_first, head.queued)
+        k = min(k, head.queued - keep_first)
         if k:
+            kept = self._pop_samples(head, keep_first) if keep_first else None
             self._pop_samples(head, k)
+            if kept is not None and kept.size:
+                head.parts.appendleft(kept)
+                head.queued += kept.size
+                head.consumed -= kept.size
         return k
 
     def clear(self) -> list[Utterance]:

@@ -52,6 +52,8 @@ class FakeAvatarSession:
         self._talk = np.zeros(0, np.float32)
         self._listen = np.zeros(0, np.float32)
         self._chunk_index = 0
+        #: Agent samples queued at each step (to check that the server pushes the look-ahead).
+        self.talk_queued_at_step: list[int] = []
 
     def push_talk_audio(self, pcm: np.ndarray, sample_rate: int) -> None:
         """Queue agent voice."""
@@ -73,6 +75,7 @@ class FakeAvatarSession:
         sr = self._pipe.sample_rate
         spf = samples_per_frame(sr)
         n = K.CHUNK_VIDEO_FRAMES * spf
+        self.talk_queued_at_step.append(self._talk.size)
         talk, self._talk = self._talk[:n], self._talk[n:]
         listen, self._listen = self._listen[:n], self._listen[n:]
         audio = np.zeros(n, np.float32)
@@ -108,12 +111,14 @@ class FakeAvatarSession:
 
 class FakeAvatarPipeline:
     """Makes :class:`FakeAvatarSession` streams. ``seconds_per_step`` > 0 makes each step that slow (for
-    testing the fall-behind policy); ``listen_threshold`` is the user-audio RMS above which it "listens"."""
+    testing the fall-behind policy); ``listen_threshold`` is the user-audio RMS above which it "listens";
+    ``lookahead_samples`` declares a look-ahead like the real engine's (the fake consumes one chunk per step and
+    keeps the rest queued, so the server's look-ahead pushes can be tested with it)."""
 
     name = "fake"
 
     def __init__(self, height: int = 256, width: int = 256, sample_rate: int = 16000,
-                 seconds_per_step: float = 0.0, listen_threshold: float = 0.01) -> None:
+                 seconds_per_step: float = 0.0, listen_threshold: float = 0.01, lookahead_samples: int = 0) -> None:
         frame_code.block_size(width)
         if height < frame_code.CODE_ROWS * frame_code.block_size(width):
             raise ValueError(f"fake frames of width {width} need a height of at least "
@@ -123,6 +128,7 @@ class FakeAvatarPipeline:
         self.sample_rate = sample_rate
         self.seconds_per_step = seconds_per_step
         self.listen_threshold = listen_threshold
+        self.lookahead_samples = lookahead_samples
 
     def session(self, reference_image: np.ndarray) -> FakeAvatarSession:
         """Start a fake stream for one reference image (HxWx3 uint8)."""

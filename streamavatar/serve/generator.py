@@ -72,7 +72,11 @@ class AvatarSession(Protocol):
 @runtime_checkable
 class AvatarPipeline(Protocol):
     """A loaded model that makes sessions. ``frame_size`` is ``(H, W)``; ``sample_rate`` is the rate of the
-    audio returned in chunks (it must be a multiple of ``VIDEO_FPS`` so every frame owns whole samples)."""
+    audio returned in chunks (it must be a multiple of ``VIDEO_FPS`` so every frame owns whole samples).
+
+    Optional: ``lookahead_samples`` (int, at ``sample_rate``), how much agent audio beyond a chunk its sessions
+    read without consuming it (an audio encoder's look-ahead). The server then pushes that much of the same
+    utterance ahead before each ``step()``; a session must still consume exactly one chunk per step."""
 
     name: str
     frame_size: tuple[int, int]

@@ -88,7 +88,8 @@ class SessionManager:
             sid = secrets.token_hex(8)
             runtime = SessionRuntime(sid, gen, self.pipeline.frame_size, self.pipeline.sample_rate, self.config,
                                      generation_slots=self._generation_slots, reference_id=reference_id,
-                                     on_closed=self._forget)
+                                     on_closed=self._forget,
+                                     lookahead_samples=getattr(self.pipeline, "lookahead_samples", 0))
             self.sessions[sid] = runtime
             await runtime.start()
         finally:

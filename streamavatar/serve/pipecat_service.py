@@ -87,7 +87,8 @@ class StreamAvatarVideoService(FrameProcessor):
             return
         session = await asyncio.to_thread(self._avatar.session, self._reference)
         self._runtime = SessionRuntime("pipecat", session, self._avatar.frame_size, self._avatar.sample_rate,
-                                       self._config)
+                                       self._config,
+                                       lookahead_samples=getattr(self._avatar, "lookahead_samples", 0))
         self._runtime.add_sink(self)
         await self._runtime.start()
         self._pusher = self.create_task(self._push_output())

@@ -47,7 +47,8 @@ class SessionRuntime:
 
     def __init__(self, session_id: str, generator: AvatarSession, frame_size: tuple[int, int], sample_rate: int,
                  config: ServeConfig, generation_slots: asyncio.Semaphore | None = None,
-                 reference_id: str | None = None, on_closed: Callable[[SessionRuntime], None] | None = None) -> None:
+                 reference_id: str | None = None, on_closed: Callable[[SessionRuntime], None] | None = None,
+                 lookahead_samples: int = 0) -> None:
         self.id = session_id
         self.reference_id = reference_id
         self.config = config
@@ -63,6 +64,10 @@ class SessionRuntime:
         self.peers: set[Any] = set()
         self.websockets = 0
         self._generator = generator
+        # Agent audio the generator reads beyond each chunk (its audio encoder's look-ahead), and how many samples
+        # of the head utterance it already holds because of that (they are not pushed again).
+        self._lookahead = max(0, int(lookahead_samples))
+        self._ahead = 0
         self._slots = generation_slots or asyncio.Semaphore(1)
         self._on_closed = on_closed
         self._voice = AgentVoiceQueue(config.prebuffer_s, sample_rate)
@@ -241,11 +246,11 @@ class SessionRuntime:
         self._interrupt_at = now
 
     # --- generation -----------------------------------------------------------------------------------------
-    def _step(self, take: Take | None, listen: np.ndarray | None, interrupt: bool) -> Any:
+    def _step(self, talk: np.ndarray | None, listen: np.ndarray | None, interrupt: bool) -> Any:
         if interrupt:
             self._generator.interrupt()
-        if take is not None and take.pcm.size:
-            self._generator.push_talk_audio(take.pcm.astype(np.float32) / 32768.0, self.sample_rate)
+        if talk is not None and talk.size:
+            self._generator.push_talk_audio(talk.astype(np.float32) / 32768.0, self.sample_rate)
         if listen is not None and listen.size:
             self._generator.push_listen_audio(listen.astype(np.float32) / 32768.0, self.sample_rate)
         return self._generator.step()
@@ -267,23 +272,26 @@ class SessionRuntime:
                 while self._buffer_is_enough():
                     self._drained.clear()
                     await self._drained.wait()
+                interrupt, self._generator_interrupt = self._generator_interrupt, False
+                if interrupt:
+                    self._ahead = 0  # the generator drops its queue, look-ahead included
                 if self._debt:
-                    dropped = self._voice.skip_playing(self._debt)
+                    dropped = self._voice.skip_playing(self._debt, keep_first=self._ahead)
                     self.metrics.dropped_talk_frames += dropped / self.samples_per_frame
                     self._debt = 0
                 take = self._voice.take(n, self._loop.time())
+                talk = self._talk_to_push(take)
                 listen = np.concatenate(self._listen_pending) if self._listen_pending else None
                 self._listen_pending = []
-                interrupt, self._generator_interrupt = self._generator_interrupt, False
                 epoch = self._epoch
                 self._inflight_uid = take.utterance_id if take is not None else None
                 started = self._loop.time()
                 async with self._slots:
                     t0 = time.perf_counter()
                     if self.config.generate_in_thread:
-                        chunk = await asyncio.to_thread(self._step, take, listen, interrupt)
+                        chunk = await asyncio.to_thread(self._step, talk, listen, interrupt)
                     else:
-                        chunk = self._step(take, listen, interrupt)
+                        chunk = self._step(talk, listen, interrupt)
                     elapsed = time.perf_counter() - t0
                 self._inflight_uid = None
                 self._recent_generation.append(self._loop.time() - started)
@@ -297,6 +305,23 @@ class SessionRuntime:
             log.exception("session %s: generation failed", self.id)
             self.publish_error("generator_failed", f"{type(exc).__name__}: {exc}")
             self._closing = asyncio.get_running_loop().create_task(self.close("generator_failed"))
+
+    def _talk_to_push(self, take: Take | None) -> np.ndarray | None:
+        """The agent samples to hand the generator before its next step: the chunk's samples it does not hold
+        yet, plus up to ``lookahead_samples`` of what follows in the same utterance (so its audio encoder sees
+        the real look-ahead, not silence). The chunk still consumes exactly ``take`` (a generator consumes one
+        chunk per step and keeps the rest queued), so frames and voice stay paired; the look-ahead is never
+        taken from the next utterance, which may start later."""
+        if take is None:
+            return None
+        held, self._ahead = self._ahead, 0
+        if take.pcm.size < held:
+            raise RuntimeError(f"the generator holds {held} look-ahead samples but the chunk takes {take.pcm.size}")
+        ahead = np.zeros(0, np.int16)
+        if not take.is_last and take.pcm.size:
+            ahead = self._voice.peek_playing(take.utterance_id, self._lookahead)
+            self._ahead = ahead.size
+        return np.concatenate([take.pcm[held:], ahead])
 
     def _enqueue(self, chunk: Any, take: Take | None, epoch: int, elapsed: float) -> None:
         talk = int(getattr(chunk, "talk_samples", take.pcm.size if take is not None else 0))

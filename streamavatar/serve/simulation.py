@@ -1,8 +1,10 @@
 """Simulated-time session driver (contract tests and ``benchmarks/bench_serve.py``).
 
-Runs a real :class:`SessionRuntime` with the fake generator, drains its real WebRTC track objects the way
-aiortc does (``await track.recv()``) and records what leaves the server. Run it on a
-:class:`~streamavatar.serve.virtual_time.VirtualTimeLoop` to simulate minutes in seconds.
+Runs a real :class:`SessionRuntime` with the fake generator (or a real model wrapped in
+:class:`CodeStampingPipeline`), drains its real WebRTC track objects the way aiortc does
+(``await track.recv()``) and records what leaves the server. Run it on a
+:class:`~streamavatar.serve.virtual_time.VirtualTimeLoop` to simulate minutes in seconds (a real model's
+compute then takes no simulated time: the session is measured as if the model kept up).
 """
 
 from __future__ import annotations
@@ -15,7 +17,8 @@ import numpy as np
 from streamavatar import constants as K
 from streamavatar.serve import frame_code
 from streamavatar.serve.config import ServeConfig
-from streamavatar.serve.fake_generator import FakeAvatarPipeline
+from streamavatar.serve.fake_generator import FakeAvatarPipeline, reference_hash
+from streamavatar.serve.generator import AvatarPipeline, GeneratedChunk, samples_per_frame
 from streamavatar.serve.sessions import SessionRuntime
 from streamavatar.serve.webrtc import SessionAudioTrack, SessionVideoTrack
 
@@ -41,6 +44,55 @@ class Recording:
     video: list[VideoOut] = field(default_factory=list)
     audio: list[AudioOut] = field(default_factory=list)
     events: list[dict] = field(default_factory=list)
+
+
+class _CodeStampingSession:
+    def __init__(self, inner, reference_image: np.ndarray) -> None:
+        self._inner = inner
+        self._ref_hash = reference_hash(reference_image)
+        self._frames = 0
+
+    def push_talk_audio(self, pcm: np.ndarray, sample_rate: int) -> None:
+        self._inner.push_talk_audio(pcm, sample_rate)
+
+    def push_listen_audio(self, pcm: np.ndarray, sample_rate: int) -> None:
+        self._inner.push_listen_audio(pcm, sample_rate)
+
+    def interrupt(self) -> None:
+        self._inner.interrupt()
+
+    def step(self) -> GeneratedChunk:
+        chunk = self._inner.step()
+        spf = samples_per_frame(chunk.sample_rate)
+        talk = int(getattr(chunk, "talk_samples", 0))
+        frames = chunk.frames.copy()
+        for i, f in enumerate(frames):
+            seg = chunk.audio[i * spf:(i + 1) * spf]
+            first = 1 + (int(np.round(seg[0] * 32768.0)) & 0xFFFF) if talk > i * spf else 0
+            frame_code.write_code(f, frame_code.ROW_FRAME, self._frames + i)
+            frame_code.write_code(f, frame_code.ROW_TALK_SAMPLE, first)
+            frame_code.write_code(f, frame_code.ROW_REFERENCE, self._ref_hash)
+        self._frames += len(frames)
+        return GeneratedChunk(frames=frames, audio=chunk.audio, sample_rate=chunk.sample_rate,
+                              start_time=chunk.start_time, state=chunk.state, talk_samples=talk)
+
+
+class CodeStampingPipeline:
+    """Wraps a real model so its frames carry the fake generator's codes (frame index, first agent sample of
+    the frame's own chunk audio, reference hash), written over the top-left blocks after generation. With it,
+    :func:`av_offsets` checks a real model's chunks the way it checks the fake's: that every frame leaves the
+    server with exactly the audio its chunk says it was generated from."""
+
+    def __init__(self, inner: AvatarPipeline) -> None:
+        self.inner = inner
+        self.name = f"{inner.name} (frame codes stamped)"
+        self.frame_size = inner.frame_size
+        self.sample_rate = inner.sample_rate
+        self.lookahead_samples = getattr(inner, "lookahead_samples", 0)
+
+    def session(self, reference_image: np.ndarray) -> _CodeStampingSession:
+        """A session of the wrapped model whose chunks carry frame codes."""
+        return _CodeStampingSession(self.inner.session(reference_image), reference_image)
 
 
 def sim_config(**kw) -> ServeConfig:
@@ -101,11 +153,12 @@ class SimSession:
 
 
 async def start_sim_session(name: str = "s", size: int = 64, color=(200, 40, 40), config: ServeConfig | None = None,
-                            pipeline: FakeAvatarPipeline | None = None) -> SimSession:
+                            pipeline: AvatarPipeline | None = None) -> SimSession:
     pipe = pipeline or FakeAvatarPipeline(size, size)
     ref = np.zeros((size, size, 3), np.uint8)
     ref[:] = color
-    rt = SessionRuntime(name, pipe.session(ref), pipe.frame_size, pipe.sample_rate, config or sim_config())
+    rt = SessionRuntime(name, pipe.session(ref), pipe.frame_size, pipe.sample_rate, config or sim_config(),
+                        lookahead_samples=getattr(pipe, "lookahead_samples", 0))
     rec = Recording()
     video, audio = SessionVideoTrack(rt), SessionAudioTrack(rt)
     rt.add_sink(video)

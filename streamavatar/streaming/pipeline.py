@@ -106,6 +106,9 @@ class Pipeline:
         self.name = self._name()
         self.frame_size = (res, res)
         self.sample_rate = OUTPUT_SAMPLE_RATE
+        #: Agent audio a step peeks beyond its chunk (the encoder's look-ahead; samples at the output rate, which
+        #: is the encoders' rate), read by the server so it can push that much ahead.
+        self.lookahead_samples = int(self.frontend.geometry.lookahead)
         self.load_s = time.perf_counter() - t0
         self.warmup_s = 0.0
 
