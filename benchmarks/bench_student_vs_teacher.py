@@ -42,7 +42,7 @@ def _tokens(model, projector, info: dict, frames: int, g: torch.Generator) -> tu
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--teacher", default="checkpoints/teacher-tiny")
+    ap.add_argument("--teacher", required=True, help="teacher run folder (teacher.json + teacher.safetensors)")
     ap.add_argument("--student", default=None, help="student run folder (default: teacher weights)")
     ap.add_argument("--teacher-steps", type=int, default=40)
     ap.add_argument("--talk-scale", type=float, default=3.0)

@@ -152,7 +152,7 @@ def test_demo_with_the_default_model(tmp_path):
     out = tmp_path / "demo.mp4"
     r = run_cli("demo", "--out", str(out), "--seconds", "0.48")
     assert r.returncode == 0, r.stderr
-    assert "real-time factor" in r.stdout and "first-frame delay" in r.stdout and "teacher weights" in r.stdout
+    assert "real-time factor" in r.stdout and "first-frame delay" in r.stdout and "distilled student" in r.stdout
     info = probe_video(out)
     assert info.n_frames == 12 and info.has_audio and (info.width, info.height) == (128, 128)
 
