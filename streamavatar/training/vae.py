@@ -288,12 +288,13 @@ def train_vae(cfg: VAETrainConfig, resume: bool = False, progress: bool = True) 
         bar.n = int(min(elapsed, budget))
         if step % cfg.log_every == 0 or step == 1:
             batch_psnr = float(psnr(recon.detach(), x).mean())
+            logged = {k: round(float(v.detach()), 5) for k, v in parts.items()}
             logs.write(logs.train, {"step": step, "train_minutes": round(elapsed / 60, 3), "lr": f"{lr:.3g}",
-                                    "loss": round(float(loss.detach()), 5), "l1": round(float(parts["l1"].detach()), 5),
-                                    "grad": round(float(parts["grad"]), 5), "ssim_loss": round(float(parts["ssim"]), 5),
-                                    "kl": round(float(kl), 4), "batch_psnr_db": round(batch_psnr, 3),
-                                    "mouth_l1": round(float(parts.get("mouth", 0.0)), 5)})
-            bar.set_postfix(step=step, loss=f"{float(loss):.4f}", psnr=f"{batch_psnr:.2f}")
+                                    "loss": round(float(loss.detach()), 5), "l1": logged["l1"],
+                                    "grad": logged["grad"], "ssim_loss": logged["ssim"],
+                                    "kl": round(float(kl.detach()), 4), "batch_psnr_db": round(batch_psnr, 3),
+                                    "mouth_l1": logged.get("mouth", 0.0)})
+            bar.set_postfix(step=step, loss=f"{float(loss.detach()):.4f}", psnr=f"{batch_psnr:.2f}")
         if elapsed - last_eval_t >= cfg.eval_minutes * 60:
             last_eval = evaluate()
             last_eval_t = elapsed
