@@ -56,7 +56,7 @@ from streamavatar.training.distill import (
     run_files,
     student_model_config,
 )
-from streamavatar.training.state import EMA, rng_state, save_atomic, set_rng_state
+from streamavatar.training.state import EMA, clipped_step, rng_state, save_atomic, set_rng_state
 
 #: Two σ closer than this are the same grid point.
 SIGMA_TOL = 1e-6
@@ -333,13 +333,9 @@ def train_ode(cfg: DistillConfig, resume: bool = False, progress: bool = True, o
             batch = pair_batch(pairs, windows, rows)
             with torch.autocast("cpu", dtype=torch.bfloat16):
                 loss, stats = ode_regression_loss(model, projector, batch, mc.stream, g)
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            gn = float(torch.nn.utils.clip_grad_norm_(params, cfg.grad_clip))
+            gn = clipped_step(opt, params, loss, cfg.grad_clip)
             if not math.isfinite(gn):
-                opt.zero_grad(set_to_none=True)
                 continue
-            opt.step()
             ema_model.update(model)
             ema_proj.update(projector)
             step += 1

@@ -51,7 +51,7 @@ from streamavatar.training.distill import (
 )
 from streamavatar.training.self_forcing import check_rollout_length, random_exit_step, self_forcing_rollout
 from streamavatar.training.sid import fake_score_loss, noised, sid_generator_loss, x0_of
-from streamavatar.training.state import EMA, rng_state, save_atomic, set_rng_state
+from streamavatar.training.state import EMA, clipped_step, rng_state, save_atomic, set_rng_state
 
 
 class SiDModels:
@@ -212,22 +212,14 @@ def train_sid(cfg: DistillConfig, resume: bool = False, progress: bool = True, o
             for _ in range(cfg.fake_updates):
                 with torch.autocast("cpu", dtype=torch.bfloat16):
                     f_loss, f_stats = fake_step(m, draw_batch(), window, g)
-                opt_f.zero_grad(set_to_none=True)
-                f_loss.backward()
-                fgn = float(torch.nn.utils.clip_grad_norm_(f_params, cfg.grad_clip))
-                if math.isfinite(fgn):
-                    opt_f.step()
+                fgn = clipped_step(opt_f, f_params, f_loss, cfg.grad_clip)
                 fake_losses.append(f_stats["fake_loss"])
-            opt_g.zero_grad(set_to_none=True)
             with torch.autocast("cpu", dtype=torch.bfloat16):
                 loss, stats = generator_step(m, draw_batch(), window, g)
-            loss.backward()
-            gn = float(torch.nn.utils.clip_grad_norm_(g_params, cfg.grad_clip))
-            opt_f.zero_grad(set_to_none=True)  # the generator's backward does not reach the fake, but be explicit
+            gn = clipped_step(opt_g, g_params, loss, cfg.grad_clip)
+            opt_f.zero_grad(set_to_none=True)  # gradients the generator's loss left on the fake score network
             if not math.isfinite(gn):
-                opt_g.zero_grad(set_to_none=True)
                 continue
-            opt_g.step()
             ema_model.update(student)
             ema_proj.update(s_proj)
             step += 1

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import random
 from pathlib import Path
 
@@ -30,6 +31,19 @@ class EMA:
     def copy_to(self, module: nn.Module) -> None:
         """Load the averaged weights into ``module`` (e.g. an evaluation copy)."""
         module.load_state_dict({k: v.to(module.state_dict()[k].dtype) for k, v in self.shadow.items()})
+
+
+def clipped_step(opt: torch.optim.Optimizer, params: list, loss: torch.Tensor, max_norm: float) -> float:
+    """Backward ``loss``, clip the gradient norm of ``params`` to ``max_norm`` and step ``opt`` — unless the norm
+    is not finite, in which case the gradients are dropped and nothing changes. Returns the pre-clip norm."""
+    opt.zero_grad(set_to_none=True)
+    loss.backward()
+    norm = float(torch.nn.utils.clip_grad_norm_(params, max_norm))
+    if math.isfinite(norm):
+        opt.step()
+    else:
+        opt.zero_grad(set_to_none=True)
+    return norm
 
 
 def rng_state() -> dict:

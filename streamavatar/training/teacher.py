@@ -26,7 +26,7 @@ from streamavatar.config import ModelConfig, model_preset
 from streamavatar.diffusion.flow import shift_sigma
 from streamavatar.errors import UserInputError
 from streamavatar.models.dit import AvatarDiT
-from streamavatar.training.state import EMA, load_checkpoint, rng_state, save_atomic, set_rng_state
+from streamavatar.training.state import EMA, clipped_step, load_checkpoint, rng_state, save_atomic, set_rng_state
 
 CHECKPOINT = "checkpoint.pt"
 WEIGHTS = "teacher.safetensors"
@@ -215,13 +215,9 @@ def train_teacher(cfg: TeacherTrainConfig, resume: bool = False, progress: bool 
                 model.train()
                 with torch.autocast("cpu", dtype=torch.bfloat16):
                     loss, stats = flow_matching_loss(model, projector, batch, cfg, g)
-                opt.zero_grad(set_to_none=True)
-                loss.backward()
-                gn = float(torch.nn.utils.clip_grad_norm_(params, cfg.grad_clip))
+                gn = clipped_step(opt, params, loss, cfg.grad_clip)
                 if not math.isfinite(gn):
-                    opt.zero_grad(set_to_none=True)
                     continue
-                opt.step()
                 ema_model.update(model)
                 ema_proj.update(projector)
                 step += 1
