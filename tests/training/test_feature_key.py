@@ -23,4 +23,3 @@ def test_decoder_changes_keep_the_key_encoder_and_statistics_changes_do_not():
     vae.set_latent_stats(vae.latents_mean.flatten() + 0.5, vae.latents_std.flatten())
     assert features_key("tiny", vae, AUDIO) != changed
     assert features_key("tiny", vae, {**AUDIO, "layers": 4}) != features_key("tiny", vae, AUDIO)
-
