@@ -159,6 +159,9 @@ def _presets() -> dict[str, ModelConfig]:
                       reference_concat=True, mask_channels=1, audio_modulation=True),
         vae_spatial_stride=K.WAN21_VAE_SPATIAL_STRIDE,
     )
+    # The tiny DiT on the tiny48 VAE (48 latent channels, same 4x8x8 stride): only the patch embedding and the
+    # output head see the channel count, so the cost per chunk is almost that of ``tiny``.
+    tiny48 = replace(tiny, name="tiny48", dit=replace(tiny.dit, latent_channels=K.WAN22_VAE_LATENT_CHANNELS))
     wan21_13b = ModelConfig(
         name="wan2.1-1.3b",
         dit=DiTConfig(dim=1536, ffn_dim=8960, num_heads=12, num_layers=30,
@@ -177,14 +180,15 @@ def _presets() -> dict[str, ModelConfig]:
                       latent_channels=K.WAN22_VAE_LATENT_CHANNELS),
         vae_spatial_stride=K.WAN22_VAE_SPATIAL_STRIDE,
     )
-    return {c.name: c for c in (tiny, wan21_13b, wan21_14b, wan22_5b)}
+    return {c.name: c for c in (tiny, tiny48, wan21_13b, wan21_14b, wan22_5b)}
 
 
 PRESETS: dict[str, ModelConfig] = _presets()
 
 
 def model_preset(name: str, **stream_overrides) -> ModelConfig:
-    """The :class:`ModelConfig` of a named preset (``tiny``, ``wan2.1-1.3b``, ``wan2.1-14b``, ``wan2.2-ti2v-5b``)."""
+    """The :class:`ModelConfig` of a named preset
+    (``tiny``, ``tiny48``, ``wan2.1-1.3b``, ``wan2.1-14b``, ``wan2.2-ti2v-5b``)."""
     if name not in PRESETS:
         raise ValueError(f"unknown preset {name!r}; expected one of {sorted(PRESETS)}")
     cfg = PRESETS[name]

@@ -55,6 +55,8 @@ class TeacherTrainConfig:
     drop_listen: float = 0.1
     drop_reference: float = 0.05
     mouth_weight: float = 8.0
+    #: Extra loss weight on latent frames during ground-truth listening nods (the listening-motion lever).
+    nod_weight: float = 0.0
     train_shift: float = 1.0
     seed: int = 0
     vae: str = "tiny"
@@ -69,6 +71,8 @@ class TeacherTrainConfig:
         for name in ("drop_talk", "drop_listen", "drop_reference"):
             if not 0.0 <= getattr(self, name) < 1.0:
                 raise UserInputError(f"{name} must be in [0, 1), got {getattr(self, name)}")
+        if self.mouth_weight < 0 or self.nod_weight < 0:
+            raise UserInputError(f"loss weights must be >= 0, got mouth {self.mouth_weight}, nod {self.nod_weight}")
         if self.batch <= 0 or self.lr <= 0 or self.steps <= 0:
             raise UserInputError("batch, lr and steps must be positive")
         if self.prediction not in ("x0", "velocity"):
@@ -129,12 +133,16 @@ def load_training_inputs(cfg: TeacherTrainConfig, split: str, progress: bool):
     from streamavatar.training.teacher_data import TeacherWindows, build_feature_cache, features_key
 
     vae = load_vae(cfg.vae)
+    dit_channels = teacher_model_config(cfg).dit.latent_channels
+    if vae.config.latent_channels != dit_channels:
+        raise UserInputError(f"VAE {cfg.vae!r} has {vae.config.latent_channels} latent channels, preset {cfg.preset!r} "
+                             f"expects {dit_channels}; pass a matching --vae or --preset")
     frontend = AudioFrontend(AudioConfig(backend=cfg.audio_backend))
     key = features_key(str(cfg.vae), vae, frontend.describe())
     cache = Path(cfg.feature_cache or Path(cfg.out) / "features") / key
     clips = build_feature_cache(cfg.data, split, vae, frontend, cache / split, progress=progress)
     windows = TeacherWindows(clips, frames=cfg.frames, mouth_weight=cfg.mouth_weight,
-                             vae_stride=vae.config.spatial_stride)
+                             vae_stride=vae.config.spatial_stride, nod_weight=cfg.nod_weight)
     return vae, frontend, windows
 
 

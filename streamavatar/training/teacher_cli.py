@@ -18,6 +18,7 @@ def _train(args: argparse.Namespace) -> int:
     cfg = TeacherTrainConfig(data=args.data, out=args.out, preset=args.preset, prediction=args.prediction,
                              batch=args.batch, lr=args.lr, steps=args.steps, max_minutes=args.minutes,
                              checkpoint_every=args.checkpoint_every, mouth_weight=args.mouth_weight,
+                             nod_weight=args.nod_weight,
                              drop_talk=args.drop_talk, drop_listen=args.drop_listen,
                              drop_reference=args.drop_reference, seed=args.seed, vae=args.vae,
                              audio_backend=args.audio_backend, feature_cache=args.feature_cache,
@@ -54,6 +55,8 @@ def register(tree) -> None:
                    help="stop after this many minutes (this invocation)")
     p.add_argument("--checkpoint-every", type=positive_int("--checkpoint-every"), default=100)
     p.add_argument("--mouth-weight", type=float, default=8.0, help="extra loss weight around the mouth")
+    p.add_argument("--nod-weight", type=float, default=0.0,
+                   help="extra loss weight on latent frames during the ground truth's listening nods")
     p.add_argument("--drop-talk", type=float, default=0.1)
     p.add_argument("--drop-listen", type=float, default=0.1)
     p.add_argument("--drop-reference", type=float, default=0.05)

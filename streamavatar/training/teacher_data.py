@@ -9,7 +9,9 @@ Each clip of the synthetic corpus is encoded once:
   (post-mask), once for the whole clip from its start; chunk-aligned window starts make a window's audio
   windows exactly a slice of the clip's;
 * the mouth centre of every video frame, for the mouth-region loss weight, and the ground-truth mouth opening
-  for the sync gate.
+  for the sync gate;
+* the listening-nod envelope of every video frame (0 outside listening), for the listening-motion loss weight;
+  caches written before it existed get it from the clip's annotations when they are read.
 
 A window is ``reference + frames`` latent frames (default 1 + 9 = 3 chunks); item ``(clip, start)`` takes video
 frame ``start`` as reference and latent frames ``start/4 + 1 … start/4 + frames`` of the clip.
@@ -48,6 +50,7 @@ class ClipFeatures:
     mouth_open: torch.Tensor       # [1 + 4k] float32 ground truth
     talk_mask: torch.Tensor        # [1 + 4k] bool
     listen_mask: torch.Tensor      # [1 + 4k] bool
+    nod: torch.Tensor              # [1 + 4k] float32, listening-nod envelope 0 .. 1
 
 
 def _corpus_clips(root: Path, split: str) -> list[Path]:
@@ -101,7 +104,15 @@ def encode_clip(clip: Path, vae, frontend) -> dict[str, torch.Tensor]:
         "mouth_open": torch.from_numpy(ann["mouth_open"][:n].astype(np.float32)),
         "talk_mask": torch.from_numpy(ann["talk_mask"][:n].astype(bool)),
         "listen_mask": torch.from_numpy(ann["listen_mask"][:n].astype(bool)),
+        "nod": _nod_track(ann, n),
     }
+
+
+def _nod_track(ann, n: int) -> torch.Tensor:
+    if "nod" not in ann:
+        raise UserInputError("the corpus annotations have no 'nod' track; "
+                             "regenerate the corpus with `streamavatar data synth`")
+    return torch.from_numpy(np.asarray(ann["nod"][:n], dtype=np.float32))
 
 
 def build_feature_cache(data: str | Path, split: str, vae, frontend, cache_dir: str | Path,
@@ -116,6 +127,8 @@ def build_feature_cache(data: str | Path, split: str, vae, frontend, cache_dir: 
         path = cache / f"{clip.name}.safetensors"
         if path.is_file():
             tensors = load_file(str(path))
+            if "nod" not in tensors:
+                tensors["nod"] = _nod_track(np.load(clip / "annotations.npz"), tensors["mouth_open"].shape[0])
         else:
             tensors = encode_clip(clip, vae, frontend)
             tmp = path.with_suffix(".tmp")
@@ -139,16 +152,25 @@ def mouth_weight_map(mouth_xy: torch.Tensor, latent_hw: tuple[int, int], stride:
     return 1 + amplitude * torch.exp(-d2 / (2 * r * r))
 
 
+def listen_motion_weight(nod: torch.Tensor, amplitude: float) -> torch.Tensor:
+    """Per-latent-frame extra loss weight ``[F, 1, 1]`` = amplitude · mean nod envelope of the frame's 4 video frames.
+
+    ``nod`` is ``[F, 4]``. A nod moves the whole head, so the weight covers the whole frame; it is zero outside
+    listening nods, so talking frames and still listening frames keep their weight."""
+    return (amplitude * nod.float().mean(dim=1)).view(-1, 1, 1)
+
+
 class TeacherWindows(Dataset):
     """Windows of ``1 + frames`` latent frames over cached clips (see the module docstring)."""
 
     def __init__(self, clips: list[ClipFeatures], frames: int = 9, mouth_weight: float = 0.0,
-                 vae_stride: int = 8) -> None:
+                 vae_stride: int = 8, nod_weight: float = 0.0) -> None:
         if frames <= 0 or frames % K.CHUNK_LATENT_FRAMES:
             raise UserInputError(f"frames must be a positive multiple of {K.CHUNK_LATENT_FRAMES}, got {frames}")
         self.clips = clips
         self.frames = frames
         self.mouth_weight = mouth_weight
+        self.nod_weight = nod_weight
         self.vae_stride = vae_stride
         per_start = WINDOW_STRIDE // K.VAE_TEMPORAL_STRIDE
         self.items = [(ci, si) for ci, c in enumerate(clips)
@@ -169,6 +191,9 @@ class TeacherWindows(Dataset):
         vid = slice(v0 + 1, v0 + 1 + self.frames * K.VAE_TEMPORAL_STRIDE)
         mouth = c.mouth_xy[vid].reshape(self.frames, K.VAE_TEMPORAL_STRIDE, 2)
         weight = mouth_weight_map(mouth, tuple(x.shape[-2:]), self.vae_stride, self.mouth_weight)
+        if self.nod_weight:
+            nod = c.nod[vid].reshape(self.frames, K.VAE_TEMPORAL_STRIDE)
+            weight = weight + listen_motion_weight(nod, self.nod_weight)
         return {
             "latents": x,
             "talk": c.talk[j:j + self.frames].float(),
@@ -178,4 +203,5 @@ class TeacherWindows(Dataset):
             "talk_mask": c.talk_mask[v0:v0 + 1 + self.frames * K.VAE_TEMPORAL_STRIDE],
             "listen_mask": c.listen_mask[v0:v0 + 1 + self.frames * K.VAE_TEMPORAL_STRIDE],
             "mouth_xy": c.mouth_xy[v0:v0 + 1 + self.frames * K.VAE_TEMPORAL_STRIDE],
+            "nod": c.nod[v0:v0 + 1 + self.frames * K.VAE_TEMPORAL_STRIDE],
         }

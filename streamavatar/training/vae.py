@@ -27,7 +27,7 @@ from streamavatar.eval.image_metrics import psnr, ssim_map
 from streamavatar.eval.vae_eval import evaluate_clips
 from streamavatar.models.patch_discriminator import PatchDiscriminator
 from streamavatar.models.tiny_vae import patch_pca_
-from streamavatar.models.vae import VideoVAE, vae_preset
+from streamavatar.models.vae import VAE_PRESETS, VideoVAE, vae_preset
 from streamavatar.training.state import save_atomic
 from streamavatar.training.vae_data import ClipBank, read_video_frames, split_videos
 
@@ -73,7 +73,7 @@ class VAETrainConfig:
     mouth_fraction: float = 0.0
 
     def validate(self) -> None:
-        if self.preset != "tiny":
+        if self.preset not in VAE_PRESETS or VAE_PRESETS[self.preset].family != "tiny":
             raise UserInputError(f"only the tiny VAE is trained here; Wan VAEs load from checkpoints "
                                  f"(got --preset {self.preset})")
         if self.frames < 5 or (self.frames - 1) % K.VAE_TEMPORAL_STRIDE:

@@ -23,7 +23,8 @@ def _train(args: argparse.Namespace) -> int:
     from streamavatar.training.vae import VAETrainConfig, train_vae
 
     _set_threads(args.threads)
-    cfg = VAETrainConfig(data=args.data, out=args.out, batch=args.batch, frames=args.frames, crop=args.crop, lr=args.lr,
+    cfg = VAETrainConfig(data=args.data, out=args.out, preset=args.preset,
+                         batch=args.batch, frames=args.frames, crop=args.crop, lr=args.lr,
                          minutes=args.minutes, max_steps=args.max_steps, ckpt_minutes=args.ckpt_minutes,
                          eval_minutes=args.eval_minutes, eval_clips=args.eval_clips, gan_weight=args.gan_weight,
                          seed=args.seed, init_from=args.init_from, decoder_only=args.decoder_only,
@@ -58,6 +59,8 @@ def register(tree) -> None:
     p.add_argument("--data", required=True, help="corpus directory (train.txt/val.txt or *.mp4 files)")
     p.add_argument("--out", required=True, help="run directory (checkpoint.pt, train.csv, eval.csv, vae/)")
     p.add_argument("--resume", action="store_true", help="continue the run in --out from its last checkpoint")
+    p.add_argument("--preset", default="tiny", choices=["tiny", "tiny48"],
+                   help="tiny (16 latent channels) or tiny48 (48 channels, same 4x8x8 stride)")
     p.add_argument("--minutes", type=positive_float("--minutes"), default=45.0,
                    help="training-time budget (default 45)")
     p.add_argument("--max-steps", type=int, default=0, help="stop after this many steps (0 = time budget only)")

@@ -120,3 +120,10 @@ def test_bad_config_and_data(tmp_path):
         from streamavatar.training.teacher_data import _corpus_clips
 
         _corpus_clips(Path(tmp_path), "train")
+
+
+def test_vae_and_preset_latent_channels_must_match(corpus_and_vae, tmp_path):
+    corpus, vae_dir, split = corpus_and_vae
+    cfg = _cfg(corpus, vae_dir, split, tmp_path / "run48", preset="tiny48")
+    with pytest.raises(UserInputError, match="48"):
+        load_training_inputs(cfg, split, progress=False)

@@ -103,3 +103,12 @@ def test_train_bad_input_is_one_line_exit_2(corpus, tmp_path, args, needle, caps
 def test_train_missing_data_dir(tmp_path):
     r = run_cli("train", "vae", "--data", str(tmp_path / "nope"), "--out", str(tmp_path / "r"))
     assert r.returncode == 2 and "--data" in r.stderr and "Traceback" not in r.stderr
+
+
+def test_train_tiny48_preset(corpus, tmp_path):
+    run = tmp_path / "run48"
+    r = run_cli("train", "vae", "--preset", "tiny48", "--data", str(corpus), "--out", str(run), "--batch", "1",
+                "--frames", "5", "--eval-clips", "1", "--threads", "1", "--max-steps", "1")
+    assert r.returncode == 0, r.stderr
+    cfg = json.loads((run / "vae" / "config.json").read_text())
+    assert cfg["name"] == "tiny48" and cfg["latent_channels"] == 48 and len(cfg["latents_std"]) == 48
