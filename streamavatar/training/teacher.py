@@ -177,8 +177,14 @@ def train_teacher(cfg: TeacherTrainConfig, resume: bool = False, progress: bool 
         from streamavatar.training.teacher_sample import load_teacher
 
         init_model, init_proj, _ = load_teacher(cfg.init_from)
+        init_state = init_model.state_dict()
+        if init_model.cfg.latent_channels < mc.dit.latent_channels:
+            # e.g. a tiny (16-channel) run into tiny48: old channels copied, new ones start at zero (models/widen.py)
+            from streamavatar.models.widen import widen_dit_state
+
+            init_state = widen_dit_state(init_state, replace(init_model.cfg, prediction=mc.dit.prediction), mc.dit)
         try:
-            model.load_state_dict(init_model.state_dict())
+            model.load_state_dict(init_state)
             projector.load_state_dict(init_proj.state_dict())
         except RuntimeError as exc:
             raise UserInputError(f"--init-from {cfg.init_from} does not match preset {cfg.preset!r}: "

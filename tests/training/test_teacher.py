@@ -127,3 +127,26 @@ def test_vae_and_preset_latent_channels_must_match(corpus_and_vae, tmp_path):
     cfg = _cfg(corpus, vae_dir, split, tmp_path / "run48", preset="tiny48")
     with pytest.raises(UserInputError, match="48"):
         load_training_inputs(cfg, split, progress=False)
+
+
+def test_init_from_a_tiny_run_widens_into_tiny48(corpus_and_vae, tmp_path):
+    """A 16-channel run initialises a 48-channel one (models/widen.py); the new channels start silent."""
+    from safetensors.torch import load_file
+
+    from streamavatar.training.teacher import train_teacher
+
+    corpus, vae_dir, split = corpus_and_vae
+    small = _cfg(corpus, vae_dir, split, tmp_path / "a", steps=1, checkpoint_every=1)
+    train_teacher(small, progress=False)
+    vae48 = tmp_path / "vae48"
+    torch.manual_seed(0)
+    VideoVAE(vae_preset("tiny48")).save_pretrained(vae48)
+    wide = _cfg(corpus, vae48, split, tmp_path / "b", preset="tiny48", steps=1, lr=1e-12,
+                init_from=str(tmp_path / "a"))
+    train_teacher(wide, progress=False)
+    a, b = load_file(str(tmp_path / "a" / "teacher.safetensors")), load_file(str(tmp_path / "b" / "teacher.safetensors"))
+    assert b["dit.head.head.weight"].shape[0] == 3 * a["dit.head.head.weight"].shape[0]
+    # one step at lr 1e-12 leaves the widened weights: old head rows copied, new rows zero (bf16 export)
+    hw_a, hw_b = a["dit.head.head.weight"].float(), b["dit.head.head.weight"].float()
+    assert torch.allclose(hw_b[:16], hw_a[:16], atol=1e-2) and hw_b[16:48].abs().max() < 1e-3
+    assert json.loads((tmp_path / "b" / "teacher.json").read_text())["train"]["preset"] == "tiny48"
