@@ -144,7 +144,8 @@ def test_init_from_a_tiny_run_widens_into_tiny48(corpus_and_vae, tmp_path):
     wide = _cfg(corpus, vae48, split, tmp_path / "b", preset="tiny48", steps=1, lr=1e-12,
                 init_from=str(tmp_path / "a"))
     train_teacher(wide, progress=False)
-    a, b = load_file(str(tmp_path / "a" / "teacher.safetensors")), load_file(str(tmp_path / "b" / "teacher.safetensors"))
+    a = load_file(str(tmp_path / "a" / "teacher.safetensors"))
+    b = load_file(str(tmp_path / "b" / "teacher.safetensors"))
     assert b["dit.head.head.weight"].shape[0] == 3 * a["dit.head.head.weight"].shape[0]
     # one step at lr 1e-12 leaves the widened weights: old head rows copied, new rows zero (bf16 export)
     hw_a, hw_b = a["dit.head.head.weight"].float(), b["dit.head.head.weight"].float()
