@@ -2,18 +2,23 @@
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 
 from PIL import Image, ImageDraw
 
-PALETTE = [(31, 119, 180), (214, 39, 40), (44, 160, 44), (148, 103, 189)]
+PALETTE = [(31, 119, 180), (214, 39, 40), (44, 160, 44), (148, 103, 189), (255, 127, 14), (140, 86, 75)]
 
 
 def _ticks(lo: float, hi: float, n: int = 5) -> list[float]:
+    """About ``n`` round tick values (multiples of 1, 2 or 5 × 10^k) inside ``[lo, hi]``."""
     if hi <= lo:
         return [lo]
-    step = (hi - lo) / (n - 1)
-    return [lo + i * step for i in range(n)]
+    raw = (hi - lo) / max(n - 1, 1)
+    mag = 10 ** math.floor(math.log10(raw))
+    step = next(m * mag for m in (1, 2, 5, 10) if m * mag >= raw / 1.5)
+    first = math.ceil(lo / step) * step
+    return [first + i * step for i in range(int((hi - first) / step + 1e-9) + 1)]
 
 
 def line_chart(series: dict[str, list[tuple[float, float]]], path: str | Path, title: str, xlabel: str,
@@ -34,11 +39,14 @@ def line_chart(series: dict[str, list[tuple[float, float]]], path: str | Path, t
         return (left + (x - x0) / (x1 - x0) * (w - left - right), top + (y1 - y) / (y1 - y0) * (h - top - bottom))
 
     d.rectangle([left, top, w - right, h - bottom], outline=(0, 0, 0))
-    for t in _ticks(y0, y1):
+    yticks = _ticks(y0, y1)
+    step = yticks[1] - yticks[0] if len(yticks) > 1 else 1.0
+    decimals = max(0, -math.floor(math.log10(step) + 1e-9))
+    for t in yticks:
         _, yy = px(x0, t)
         d.line([left - 4, yy, left, yy], fill=(0, 0, 0))
         d.line([left, yy, w - right, yy], fill=(230, 230, 230))
-        d.text((5, yy - 6), f"{t:.1f}", fill=(0, 0, 0))
+        d.text((5, yy - 6), f"{t:.{decimals}f}", fill=(0, 0, 0))
     for t in _ticks(x0, x1):
         xx, _ = px(t, y0)
         d.line([xx, h - bottom, xx, h - bottom + 4], fill=(0, 0, 0))
