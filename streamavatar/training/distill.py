@@ -201,6 +201,10 @@ def load_windows(cfg: DistillConfig, teacher_info: dict, frames: int, progress: 
     if frontend.describe() != teacher_info["audio"]:
         raise UserInputError(f"audio settings of the data ({frontend.describe()}) differ from the teacher's "
                              f"({teacher_info['audio']})")
+    z = windows.clips[0].latents.shape[0]
+    if z != teacher_info["model"]["dit"]["latent_channels"]:
+        raise UserInputError(f"the teacher's VAE gives {z} latent channels, its DiT expects "
+                             f"{teacher_info['model']['dit']['latent_channels']}")
     return windows
 
 

@@ -133,7 +133,10 @@ def load_training_inputs(cfg: TeacherTrainConfig, split: str, progress: bool):
     from streamavatar.training.teacher_data import TeacherWindows, build_feature_cache, features_key
 
     vae = load_vae(cfg.vae)
-    dit_channels = teacher_model_config(cfg).dit.latent_channels
+    from streamavatar.config import PRESETS
+
+    # Distillation passes the teacher's own (possibly non-preset) model and checks the channels in load_windows.
+    dit_channels = PRESETS[cfg.preset].dit.latent_channels if cfg.preset in PRESETS else vae.config.latent_channels
     if vae.config.latent_channels != dit_channels:
         raise UserInputError(f"VAE {cfg.vae!r} has {vae.config.latent_channels} latent channels, preset {cfg.preset!r} "
                              f"expects {dit_channels}; pass a matching --vae or --preset")
