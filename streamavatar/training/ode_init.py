@@ -50,6 +50,7 @@ from streamavatar.training.distill import (
     check_teacher,
     collate,
     export_student,
+    load_init_run,
     load_run,
     load_windows,
     open_run,
@@ -297,7 +298,7 @@ def train_ode(cfg: DistillConfig, resume: bool = False, progress: bool = True, o
     del teacher
 
     init = cfg.init_from or cfg.teacher
-    model, projector, i_info = load_run(init)
+    model, projector, i_info = load_init_run(init, cfg)
     check_teacher(cfg, i_info, f"--init-from {init}")
     model.train()
     projector.train()

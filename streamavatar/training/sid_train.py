@@ -44,6 +44,7 @@ from streamavatar.training.distill import (
     check_teacher,
     collate,
     export_student,
+    load_init_run,
     load_run,
     load_windows,
     open_run,
@@ -162,7 +163,7 @@ def train_sid(cfg: DistillConfig, resume: bool = False, progress: bool = True, o
     torch.manual_seed(cfg.seed)
     windows = load_windows(cfg, t_info, cfg.rollout_chunks * mc.stream.chunk_frames, progress)
     init = cfg.init_from or cfg.teacher
-    student, s_proj, i_info = load_run(init)
+    student, s_proj, i_info = load_init_run(init, cfg)
     check_teacher(cfg, i_info, f"--init-from {init}")
     fake = copy.deepcopy(teacher)
     student.train()
