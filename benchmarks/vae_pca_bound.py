@@ -2,8 +2,8 @@
 
 A VAE with stride 4 (time) x 8 x 8 (space) maps each group of 4 frames' 8x8 patch (768 values) to ``z`` latent
 values. The best *linear* map is the top-``z`` PCA of training patches; its reconstruction PSNR on held-out clips
-is what the tiny VAE starts from (its non-linear paths start at zero) and, in our runs, about what a 45-minute CPU
-training adds ~1 dB to. Frame 0 (encoded alone by the causal VAE) is left out: every group is 4 frames.
+is what the tiny VAE starts from (its non-linear paths start at zero); in our runs 45 minutes of CPU training
+added about 1 dB to it. Frame 0 (encoded alone by the causal VAE) is left out: every group is 4 frames.
 
     PYTHONPATH=. python benchmarks/vae_pca_bound.py --corpus /work/data/corpus [--z 16 24 32 48 64] [--json out]
 """

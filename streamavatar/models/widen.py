@@ -16,6 +16,7 @@ import torch
 
 from streamavatar.config import DiTConfig
 from streamavatar.errors import UserInputError
+from streamavatar.models.dit import AvatarDiT
 
 PATCH_KEY = "patch_embedding.weight"
 HEAD_WEIGHT = "head.head.weight"
@@ -54,3 +55,11 @@ def widen_dit_state(state: dict[str, torch.Tensor], old: DiTConfig, new: DiTConf
         new_b[p * zn:p * zn + zo] = hb[p * zo:(p + 1) * zo]
     out[HEAD_WEIGHT], out[HEAD_BIAS] = new_w, new_b
     return out
+
+
+def widen_model(model: AvatarDiT, latent_channels: int) -> AvatarDiT:
+    """A new :class:`AvatarDiT` like ``model`` with ``latent_channels`` channels (see :func:`widen_dit_state`)."""
+    cfg = replace(model.cfg, latent_channels=latent_channels)
+    wide = AvatarDiT(cfg)
+    wide.load_state_dict(widen_dit_state(model.state_dict(), model.cfg, cfg))
+    return wide.to(model.dtype).train(model.training)

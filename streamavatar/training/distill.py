@@ -135,19 +135,16 @@ def load_init_run(run: str | Path, cfg: DistillConfig):
     """:func:`load_run` for ``--init-from``: a run with fewer latent channels than this run's preset (a ``tiny``
     student into ``tiny48``) is widened (``models/widen.py``: old channels copied, new ones silent)."""
     from streamavatar.config import PRESETS
-    from streamavatar.models.widen import widen_dit_state
+    from streamavatar.models.widen import widen_model
 
     model, projector, info = load_run(run)
     target = PRESETS.get(cfg.preset)
-    if target is None or info["model"].get("name") == cfg.preset \
-            or model.cfg.latent_channels >= target.dit.latent_channels:
+    if target is None or model.cfg.latent_channels >= target.dit.latent_channels:
         return model, projector, info
-    wide_cfg = replace(model.cfg, latent_channels=target.dit.latent_channels)
-    wide = AvatarDiT(wide_cfg)
-    wide.load_state_dict(widen_dit_state(model.state_dict(), model.cfg, wide_cfg))
-    model_info = {**info["model"], "name": cfg.preset, "dit": {**info["model"]["dit"],
-                                                                "latent_channels": wide_cfg.latent_channels}}
-    return wide.eval(), projector, {**info, "model": model_info}
+    wide = widen_model(model, target.dit.latent_channels)
+    model_info = {**info["model"], "name": cfg.preset,
+                  "dit": {**info["model"]["dit"], "latent_channels": wide.cfg.latent_channels}}
+    return wide, projector, {**info, "model": model_info}
 
 
 def check_teacher(cfg: DistillConfig, info: dict, where: str) -> None:

@@ -22,7 +22,7 @@ from safetensors.torch import save_file
 from torch.utils.data import DataLoader
 from tqdm import tqdm
 
-from streamavatar.config import ModelConfig, model_preset
+from streamavatar.config import PRESETS, ModelConfig, model_preset
 from streamavatar.diffusion.flow import shift_sigma
 from streamavatar.errors import UserInputError
 from streamavatar.models.dit import AvatarDiT
@@ -133,8 +133,6 @@ def load_training_inputs(cfg: TeacherTrainConfig, split: str, progress: bool):
     from streamavatar.training.teacher_data import TeacherWindows, build_feature_cache, features_key
 
     vae = load_vae(cfg.vae)
-    from streamavatar.config import PRESETS
-
     # Distillation passes the teacher's own (possibly non-preset) model and checks the channels in load_windows.
     dit_channels = PRESETS[cfg.preset].dit.latent_channels if cfg.preset in PRESETS else vae.config.latent_channels
     if vae.config.latent_channels != dit_channels:
@@ -180,14 +178,13 @@ def train_teacher(cfg: TeacherTrainConfig, resume: bool = False, progress: bool 
         from streamavatar.training.teacher_sample import load_teacher
 
         init_model, init_proj, _ = load_teacher(cfg.init_from)
-        init_state = init_model.state_dict()
         if init_model.cfg.latent_channels < mc.dit.latent_channels:
-            # e.g. a tiny (16-channel) run into tiny48: old channels copied, new ones start at zero (models/widen.py)
-            from streamavatar.models.widen import widen_dit_state
+            # e.g. a tiny (16-channel) run into tiny48: old channels copied, new ones start at zero
+            from streamavatar.models.widen import widen_model
 
-            init_state = widen_dit_state(init_state, replace(init_model.cfg, prediction=mc.dit.prediction), mc.dit)
+            init_model = widen_model(init_model, mc.dit.latent_channels)
         try:
-            model.load_state_dict(init_state)
+            model.load_state_dict(init_model.state_dict())
             projector.load_state_dict(init_proj.state_dict())
         except RuntimeError as exc:
             raise UserInputError(f"--init-from {cfg.init_from} does not match preset {cfg.preset!r}: "
