@@ -14,22 +14,20 @@ import argparse
 import json
 import statistics
 import time
-from pathlib import Path
 
 import torch
 
 from streamavatar import constants as K
 from streamavatar.models.random_weights import randomize_
-from streamavatar.models.vae import VideoVAE, build_vae
-
-TINY_ASSET = Path(__file__).resolve().parents[1] / "streamavatar" / "assets" / "vae" / "tiny"
+from streamavatar.models.vae import VideoVAE, build_vae, bundled_vae_dir
 
 
 def load(preset: str, model: str | None) -> tuple[VideoVAE, str]:
     if model:
         return VideoVAE.from_pretrained(model), model
-    if preset == "tiny" and (TINY_ASSET / "config.json").is_file():
-        return VideoVAE.from_pretrained(TINY_ASSET), "assets/vae/tiny (trained)"
+    bundled = bundled_vae_dir(preset)
+    if (bundled / "config.json").is_file():
+        return VideoVAE.from_pretrained(bundled), f"assets/vae/{preset} (trained)"
     vae = build_vae(preset)
     randomize_(vae.net, seed=0)
     return vae.eval(), f"{preset} (random weights)"
@@ -61,7 +59,7 @@ def time_decode(vae: VideoVAE, res: int, dtype: torch.dtype, repeats: int) -> di
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--preset", default="tiny", choices=["tiny", "wan2.1", "wan2.2"])
+    ap.add_argument("--preset", default="tiny48", choices=["tiny48", "tiny", "wan2.1", "wan2.2"])
     ap.add_argument("--model", default=None, help="a saved VAE directory")
     ap.add_argument("--threads", type=int, default=None)
     ap.add_argument("--repeats", type=int, default=20)

@@ -184,6 +184,10 @@ def _presets() -> dict[str, ModelConfig]:
 
 
 PRESETS: dict[str, ModelConfig] = _presets()
+#: The preset of the bundled default model; its VAE is the bundled trained ``tiny48``.
+DEFAULT_PRESET = "tiny48"
+#: The bundled trained VAE the default preset runs on (``streamavatar/assets/vae/tiny48``).
+DEFAULT_VAE = "tiny48"
 
 
 def model_preset(name: str, **stream_overrides) -> ModelConfig:

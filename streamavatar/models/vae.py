@@ -21,6 +21,7 @@ import torch
 from torch import nn
 
 from streamavatar import constants as K
+from streamavatar.config import DEFAULT_VAE
 from streamavatar.errors import UserInputError
 from streamavatar.models.tiny_vae import TinyCausalVAE, TinyVAEConfig
 from streamavatar.models.wan_vae_keys import is_original_naming, original_to_diffusers
@@ -313,17 +314,38 @@ def wan_vae_from_state(state: dict, preset: str = "wan2.1", dtype: torch.dtype =
     return vae.to(dtype).eval()
 
 
-#: The trained tiny VAE shipped with the package (``streamavatar train vae`` output, bf16).
-TINY_ASSET_DIR = Path(__file__).resolve().parents[1] / "assets" / "vae" / "tiny"
+#: Trained tiny-family VAEs ship under this folder, one sub-folder per preset (``streamavatar train vae`` output, bf16).
+BUNDLED_VAE_ROOT = Path(__file__).resolve().parents[1] / "assets" / "vae"
+#: The last commit that shipped the trained 16-channel ``tiny`` VAE (it left the tree when ``tiny48`` became the
+#: default, to keep the shipped weights under 50 MB).
+TINY_VAE_LAST_COMMIT = "5a2c3fe"
 
 
-def load_vae(spec: str | Path = "tiny", preset: str | None = None, dtype: torch.dtype = torch.bfloat16) -> VideoVAE:
-    """Load a VAE by spec: ``"tiny"`` (the bundled trained weights), a saved VAE directory, or an original Wan
-    checkpoint file (``preset`` = ``wan2.1`` | ``wan2.2``, default ``wan2.1``)."""
-    if str(spec) == "tiny":
-        if not (TINY_ASSET_DIR / CONFIG_FILE).is_file():
-            raise UserInputError(f"the bundled tiny VAE is missing from {TINY_ASSET_DIR}")
-        return VideoVAE.from_pretrained(TINY_ASSET_DIR, expected_preset="tiny", dtype=dtype)
+def bundled_vae_dir(preset: str = DEFAULT_VAE) -> Path:
+    """The folder of the shipped trained weights of a tiny-family preset (it may not exist, see :func:`load_vae`)."""
+    return BUNDLED_VAE_ROOT / preset
+
+
+def is_bundled_vae_name(spec: str | Path) -> bool:
+    """True for a tiny-family preset name (``"tiny"``, ``"tiny48"``), which names bundled weights, not a path."""
+    return str(spec) in VAE_PRESETS and VAE_PRESETS[str(spec)].family == "tiny"
+
+
+def load_vae(spec: str | Path = DEFAULT_VAE, preset: str | None = None,
+             dtype: torch.dtype = torch.bfloat16) -> VideoVAE:
+    """Load a VAE by spec: a tiny-family preset name (``"tiny48"`` = the bundled trained weights), a saved VAE
+    directory, or an original Wan checkpoint file (``preset`` = ``wan2.1`` | ``wan2.2``, default ``wan2.1``)."""
+    if is_bundled_vae_name(spec):
+        folder = bundled_vae_dir(str(spec))
+        if not (folder / CONFIG_FILE).is_file():
+            hint = ""
+            if str(spec) == "tiny":
+                hint = (f"; its trained weights left the package when {DEFAULT_VAE!r} became the default. Restore "
+                        f"them with `git show {TINY_VAE_LAST_COMMIT}:streamavatar/assets/vae/tiny/model.safetensors "
+                        f"> DIR/model.safetensors` (and config.json the same way) and pass DIR, or train one with "
+                        f"`streamavatar train vae --preset tiny`")
+            raise UserInputError(f"no trained {spec!r} VAE is bundled (looked in {folder}){hint}")
+        return VideoVAE.from_pretrained(folder, expected_preset=str(spec), dtype=dtype)
     path = Path(spec)
     if path.is_dir():
         return VideoVAE.from_pretrained(path, expected_preset=preset, dtype=dtype)

@@ -1,8 +1,8 @@
 """A small model folder with seeded random weights, in the teacher/student folder schema.
 
 For tests and for timing the engine's plumbing without the trained weights: a 2-layer, 64-wide DiT, the mel
-audio front-end (no encoder weights) and the bundled tiny VAE, at 64×64 by default. It produces noise-like
-video; nothing about it is trained.
+audio front-end (no encoder weights) and the bundled trained VAE (``tiny48``), at 64×64 by default. It produces
+noise-like video; only the VAE is trained.
 """
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ from pathlib import Path
 import torch
 from safetensors.torch import save_file
 
-from streamavatar.config import DiTConfig, model_preset
+from streamavatar.config import DEFAULT_PRESET, DEFAULT_VAE, DiTConfig, model_preset
 
 
 def write_random_model(folder: str | Path, *, kind: str = "student", resolution: int = 64, seed: int = 0,
@@ -27,7 +27,7 @@ def write_random_model(folder: str | Path, *, kind: str = "student", resolution:
 
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
-    base = model_preset("tiny")
+    base = model_preset(DEFAULT_PRESET)
     dit = DiTConfig(**{**asdict(base.dit), "dim": dim, "ffn_dim": 2 * dim, "num_heads": 2, "num_layers": layers,
                        "audio_dim": dim, "text_dim": 32, "patch_size": (1, 2, 2), "prediction": "x0"})
     mc = replace(base, name="random-small", dit=dit)
@@ -45,7 +45,7 @@ def write_random_model(folder: str | Path, *, kind: str = "student", resolution:
         "model": mc.to_dict(), "projector": asdict(pc),
         "audio": {"backend": audio_backend, "context_s": g.context / 16000, "lookahead_ms": 1000 * g.lookahead / 16000,
                   "window_radius": g.radius, "vad": "energy"},
-        "train": {"vae": "tiny", "audio_backend": audio_backend},
+        "train": {"vae": DEFAULT_VAE, "audio_backend": audio_backend},
     }
     (folder / f"{kind}.json").write_text(json.dumps(info, indent=1))
     return folder

@@ -19,7 +19,7 @@ import torch
 from safetensors.torch import load_file, save_file
 from tqdm import tqdm
 
-from streamavatar.config import ModelConfig, StreamConfig
+from streamavatar.config import DEFAULT_PRESET, ModelConfig, StreamConfig
 from streamavatar.errors import UserInputError
 from streamavatar.models.dit import AvatarDiT
 
@@ -44,7 +44,7 @@ class DistillConfig:
     phase: str = "ode"
     #: A run folder (student.json or teacher.json) the student starts from; default the teacher itself.
     init_from: str | None = None
-    preset: str = "tiny"
+    preset: str = DEFAULT_PRESET
     # --- streaming geometry of the student (ablation flags) ---
     reference_sink: bool = True
     rapr: bool = True

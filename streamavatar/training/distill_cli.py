@@ -6,6 +6,7 @@ import argparse
 import sys
 
 from streamavatar.cli_args import positive_float, positive_int
+from streamavatar.config import DEFAULT_PRESET
 
 
 def _train(args: argparse.Namespace) -> int:
@@ -47,7 +48,8 @@ def register(tree) -> None:
                    help="ode: regress teacher ODE trajectories; sid: Score identity Distillation over rollouts")
     p.add_argument("--init-from", default=None,
                    help="run folder the student starts from (sid: the ODE run; default for ode: the teacher)")
-    p.add_argument("--preset", default="tiny", help="model preset the teacher must be")
+    p.add_argument("--preset", default=DEFAULT_PRESET,
+                   help=f"model preset the teacher must be (default {DEFAULT_PRESET})")
     sink = p.add_mutually_exclusive_group()
     sink.add_argument("--no-sink", dest="sink", action="store_false",
                       help="ablation: no Reference Sink (plain FIFO cache; implies no RAPR)")

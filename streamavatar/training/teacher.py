@@ -22,7 +22,7 @@ from safetensors.torch import save_file
 from torch.utils.data import DataLoader
 from tqdm import tqdm
 
-from streamavatar.config import PRESETS, ModelConfig, model_preset
+from streamavatar.config import DEFAULT_PRESET, DEFAULT_VAE, PRESETS, ModelConfig, model_preset
 from streamavatar.diffusion.flow import shift_sigma
 from streamavatar.errors import UserInputError
 from streamavatar.models.dit import AvatarDiT
@@ -40,7 +40,7 @@ class TeacherTrainConfig:
 
     data: str
     out: str
-    preset: str = "tiny"
+    preset: str = DEFAULT_PRESET
     prediction: str = "x0"
     frames: int = 9
     batch: int = 8
@@ -59,7 +59,7 @@ class TeacherTrainConfig:
     nod_weight: float = 0.0
     train_shift: float = 1.0
     seed: int = 0
-    vae: str = "tiny"
+    vae: str = DEFAULT_VAE
     audio_backend: str = "whisper-tiny"
     feature_cache: str | None = None
     workers: int = 0

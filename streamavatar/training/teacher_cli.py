@@ -6,6 +6,7 @@ import argparse
 import sys
 
 from streamavatar.cli_args import positive_float, positive_int
+from streamavatar.config import DEFAULT_PRESET, DEFAULT_VAE
 
 
 def _train(args: argparse.Namespace) -> int:
@@ -44,7 +45,7 @@ def register(tree) -> None:
     p.add_argument("--data", required=True, help="synthetic corpus folder (streamavatar data synth)")
     p.add_argument("--out", required=True, help="run folder (checkpoints, log, exported EMA weights)")
     p.add_argument("--resume", action="store_true", help="continue the run in --out from its last checkpoint")
-    p.add_argument("--preset", default="tiny")
+    p.add_argument("--preset", default=DEFAULT_PRESET, help=f"model preset (default {DEFAULT_PRESET})")
     p.add_argument("--prediction", default="x0", choices=("x0", "velocity"))
     p.add_argument("--batch", type=positive_int("--batch"), default=8)
     p.add_argument("--frames", type=positive_int("--frames"), default=9,
@@ -61,7 +62,8 @@ def register(tree) -> None:
     p.add_argument("--drop-listen", type=float, default=0.1)
     p.add_argument("--drop-reference", type=float, default=0.05)
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--vae", default="tiny", help="'tiny' (bundled) or a VAE directory")
+    p.add_argument("--vae", default=DEFAULT_VAE, help=f"a bundled VAE name ({DEFAULT_VAE!r}) or a VAE directory; its "
+                   "latent channels must match --preset")
     p.add_argument("--audio-backend", default="whisper-tiny", choices=("whisper-tiny", "mel"))
     p.add_argument("--feature-cache", default=None, help="where encoded clips are cached (default RUN/features)")
     p.add_argument("--split", default="train", choices=("train", "val", "test"), help="corpus split to train on")

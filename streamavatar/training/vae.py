@@ -40,7 +40,7 @@ class VAETrainConfig:
 
     data: str
     out: str
-    preset: str = "tiny"
+    preset: str = "tiny48"
     batch: int = 4
     frames: int = 9
     #: Side of the random square crops trained on (0 = full frames).
@@ -62,7 +62,7 @@ class VAETrainConfig:
     seed: int = 0
     max_bytes: float = 1.5e9
     log_every: int = 10
-    #: Start from these trained weights (``"tiny"`` = the bundled VAE, or a VAE directory) instead of scratch.
+    #: Start from these trained weights instead of scratch: a bundled preset name (``"tiny48"``) or a VAE directory.
     init_from: str | None = None
     #: Train the decoder only: the encoder (and so every latent a DiT was trained on) stays fixed.
     decoder_only: bool = False

@@ -59,8 +59,8 @@ def register(tree) -> None:
     p.add_argument("--data", required=True, help="corpus directory (train.txt/val.txt or *.mp4 files)")
     p.add_argument("--out", required=True, help="run directory (checkpoint.pt, train.csv, eval.csv, vae/)")
     p.add_argument("--resume", action="store_true", help="continue the run in --out from its last checkpoint")
-    p.add_argument("--preset", default="tiny", choices=["tiny", "tiny48"],
-                   help="tiny (16 latent channels) or tiny48 (48 channels, same 4x8x8 stride)")
+    p.add_argument("--preset", default="tiny48", choices=["tiny", "tiny48"],
+                   help="tiny48 (48 latent channels, the default model's) or tiny (16 channels); both 4x8x8 stride")
     p.add_argument("--minutes", type=positive_float("--minutes"), default=45.0,
                    help="training-time budget (default 45)")
     p.add_argument("--max-steps", type=int, default=0, help="stop after this many steps (0 = time budget only)")
@@ -77,7 +77,8 @@ def register(tree) -> None:
     p.add_argument("--gan-weight", type=float, default=0.0, help="patch-discriminator loss weight (0 = off)")
     p.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's choice)")
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--init-from", default=None, help="start from trained weights: 'tiny' (bundled) or a VAE directory")
+    p.add_argument("--init-from", default=None,
+                   help="start from trained weights: 'tiny48' (bundled) or a VAE directory")
     p.add_argument("--decoder-only", action="store_true",
                    help="train the decoder only; the encoder and the latent space stay as --init-from has them "
                         "(DiTs trained on those latents stay valid)")

@@ -40,7 +40,7 @@ def corpus_and_vae(tmp_path_factory):
 
 
 def _cfg(corpus, vae_dir, split, out, **over) -> TeacherTrainConfig:
-    base = dict(data=str(corpus), out=str(out), frames=3, batch=2, lr=1e-3, vae=str(vae_dir),
+    base = dict(data=str(corpus), out=str(out), preset="tiny", frames=3, batch=2, lr=1e-3, vae=str(vae_dir),
                 audio_backend="mel", split=split, checkpoint_every=2, mouth_weight=4.0, drop_talk=0.0,
                 drop_listen=0.0, drop_reference=0.0)
     base.update(over)
@@ -79,8 +79,9 @@ def _run(args, env=None):
 def test_kill_9_then_resume_continues_from_the_checkpoint(corpus_and_vae, tmp_path):
     corpus, vae_dir, split = corpus_and_vae
     out = tmp_path / "run"
-    common = ["--data", str(corpus), "--out", str(out), "--vae", str(vae_dir), "--audio-backend", "mel",
-              "--batch", "1", "--checkpoint-every", "2", "--threads", "1", "--split", split, "--frames", "3"]
+    common = ["--data", str(corpus), "--out", str(out), "--preset", "tiny", "--vae", str(vae_dir),
+              "--audio-backend", "mel", "--batch", "1", "--checkpoint-every", "2", "--threads", "1",
+              "--split", split, "--frames", "3"]
     env = None
     proc = _run([*common, "--steps", "1000"], env)
     ckpt = out / "checkpoint.pt"

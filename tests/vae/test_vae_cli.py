@@ -72,7 +72,7 @@ def test_train_resume_and_eval(corpus, tmp_path):
     assert r.returncode == 0, r.stderr
     assert json.loads(r.stdout.strip().splitlines()[-1])["steps"] == 3
     cfg = json.loads((run / "vae" / "config.json").read_text())
-    assert cfg["name"] == "tiny" and len(cfg["latents_std"]) == 16
+    assert cfg["name"] == "tiny48" and len(cfg["latents_std"]) == 48  # the default preset
 
     r = run_cli("eval", "vae", "--data", str(corpus), "--model", str(run / "vae"), "--split", "test",
                 "--threads", "1")
@@ -105,10 +105,10 @@ def test_train_missing_data_dir(tmp_path):
     assert r.returncode == 2 and "--data" in r.stderr and "Traceback" not in r.stderr
 
 
-def test_train_tiny48_preset(corpus, tmp_path):
-    run = tmp_path / "run48"
-    r = run_cli("train", "vae", "--preset", "tiny48", "--data", str(corpus), "--out", str(run), "--batch", "1",
+def test_train_tiny_preset(corpus, tmp_path):
+    run = tmp_path / "run16"
+    r = run_cli("train", "vae", "--preset", "tiny", "--data", str(corpus), "--out", str(run), "--batch", "1",
                 "--frames", "5", "--eval-clips", "1", "--threads", "1", "--max-steps", "1")
     assert r.returncode == 0, r.stderr
     cfg = json.loads((run / "vae" / "config.json").read_text())
-    assert cfg["name"] == "tiny48" and cfg["latent_channels"] == 48 and len(cfg["latents_std"]) == 48
+    assert cfg["name"] == "tiny" and cfg["latent_channels"] == 16 and len(cfg["latents_std"]) == 16

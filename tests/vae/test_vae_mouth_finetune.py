@@ -8,7 +8,7 @@ import torch
 from safetensors.torch import load_file
 
 from streamavatar.errors import UserInputError
-from streamavatar.models.vae import TINY_ASSET_DIR
+from streamavatar.models.vae import bundled_vae_dir
 from streamavatar.training.vae import VAETrainConfig, mouth_l1, mouth_weight_map, train_vae
 from streamavatar.training.vae_data import ClipBank, split_videos
 
@@ -70,12 +70,12 @@ def test_mouth_crops_contain_the_mouth_and_track_flips(mouth_corpus):
 
 def test_decoder_only_finetune_keeps_encoder_and_latent_statistics(mouth_corpus, tmp_path):
     cfg = VAETrainConfig(data=str(mouth_corpus), out=str(tmp_path / "run"), batch=1, frames=5, crop=16, max_steps=2,
-                         eval_clips=1, eval_frames=9, init_from="tiny", decoder_only=True, mouth_weight=4.0,
+                         eval_clips=1, eval_frames=9, init_from="tiny48", decoder_only=True, mouth_weight=4.0,
                          mouth_fraction=1.0, lr=1e-3, warmup_steps=1)
     torch.set_num_threads(1)
     result = train_vae(cfg, progress=False)
     assert result["steps"] == 2
-    before = load_file(str(TINY_ASSET_DIR / "model.safetensors"))
+    before = load_file(str(bundled_vae_dir("tiny48") / "model.safetensors"))
     after = load_file(str(tmp_path / "run" / "vae" / "model.safetensors"))
     enc = [k for k in before if "encoder" in k]
     dec = [k for k in before if "decoder" in k]
@@ -84,7 +84,7 @@ def test_decoder_only_finetune_keeps_encoder_and_latent_statistics(mouth_corpus,
     assert any(not torch.equal(before[k], after[k]) for k in dec)
     import json
 
-    old = json.loads((TINY_ASSET_DIR / "config.json").read_text())
+    old = json.loads((bundled_vae_dir("tiny48") / "config.json").read_text())
     new = json.loads((tmp_path / "run" / "vae" / "config.json").read_text())
     assert new["latents_mean"] == pytest.approx(old["latents_mean"]) and new["latents_std"] == pytest.approx(
         old["latents_std"])
