@@ -326,16 +326,11 @@ def bundled_vae_dir(preset: str = DEFAULT_VAE) -> Path:
     return BUNDLED_VAE_ROOT / preset
 
 
-def is_bundled_vae_name(spec: str | Path) -> bool:
-    """True for a tiny-family preset name (``"tiny"``, ``"tiny48"``), which names bundled weights, not a path."""
-    return str(spec) in VAE_PRESETS and VAE_PRESETS[str(spec)].family == "tiny"
-
-
 def load_vae(spec: str | Path = DEFAULT_VAE, preset: str | None = None,
              dtype: torch.dtype = torch.bfloat16) -> VideoVAE:
     """Load a VAE by spec: a tiny-family preset name (``"tiny48"`` = the bundled trained weights), a saved VAE
     directory, or an original Wan checkpoint file (``preset`` = ``wan2.1`` | ``wan2.2``, default ``wan2.1``)."""
-    if is_bundled_vae_name(spec):
+    if str(spec) in VAE_PRESETS and VAE_PRESETS[str(spec)].family == "tiny":  # a name, not a path
         folder = bundled_vae_dir(str(spec))
         if not (folder / CONFIG_FILE).is_file():
             hint = ""

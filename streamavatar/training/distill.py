@@ -19,9 +19,10 @@ import torch
 from safetensors.torch import load_file, save_file
 from tqdm import tqdm
 
-from streamavatar.config import DEFAULT_PRESET, ModelConfig, StreamConfig
+from streamavatar.config import DEFAULT_PRESET, PRESETS, ModelConfig, StreamConfig
 from streamavatar.errors import UserInputError
 from streamavatar.models.dit import AvatarDiT
+from streamavatar.models.widen import widen_model
 
 CHECKPOINT = "checkpoint.pt"
 WEIGHTS = "student.safetensors"
@@ -134,9 +135,6 @@ def load_run(run: str | Path, dtype: torch.dtype = torch.float32):
 def load_init_run(run: str | Path, cfg: DistillConfig):
     """:func:`load_run` for ``--init-from``: a run with fewer latent channels than this run's preset (a ``tiny``
     student into ``tiny48``) is widened (``models/widen.py``: old channels copied, new ones silent)."""
-    from streamavatar.config import PRESETS
-    from streamavatar.models.widen import widen_model
-
     model, projector, info = load_run(run)
     target = PRESETS.get(cfg.preset)
     if target is None or model.cfg.latent_channels >= target.dit.latent_channels:

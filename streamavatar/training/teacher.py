@@ -26,6 +26,7 @@ from streamavatar.config import DEFAULT_PRESET, DEFAULT_VAE, PRESETS, ModelConfi
 from streamavatar.diffusion.flow import shift_sigma
 from streamavatar.errors import UserInputError
 from streamavatar.models.dit import AvatarDiT
+from streamavatar.models.widen import widen_model
 from streamavatar.training.state import EMA, clipped_step, load_checkpoint, rng_state, save_atomic, set_rng_state
 
 CHECKPOINT = "checkpoint.pt"
@@ -180,8 +181,6 @@ def train_teacher(cfg: TeacherTrainConfig, resume: bool = False, progress: bool 
         init_model, init_proj, _ = load_teacher(cfg.init_from)
         if init_model.cfg.latent_channels < mc.dit.latent_channels:
             # e.g. a tiny (16-channel) run into tiny48: old channels copied, new ones start at zero
-            from streamavatar.models.widen import widen_model
-
             init_model = widen_model(init_model, mc.dit.latent_channels)
         try:
             model.load_state_dict(init_model.state_dict())

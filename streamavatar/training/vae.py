@@ -22,6 +22,7 @@ import torch.nn.functional as F
 from tqdm import tqdm
 
 from streamavatar import constants as K
+from streamavatar.config import DEFAULT_VAE
 from streamavatar.errors import UserInputError
 from streamavatar.eval.image_metrics import psnr, ssim_map
 from streamavatar.eval.vae_eval import evaluate_clips
@@ -40,7 +41,7 @@ class VAETrainConfig:
 
     data: str
     out: str
-    preset: str = "tiny48"
+    preset: str = DEFAULT_VAE
     batch: int = 4
     frames: int = 9
     #: Side of the random square crops trained on (0 = full frames).

@@ -7,6 +7,7 @@ import json
 import sys
 
 from streamavatar.cli_args import positive_float
+from streamavatar.config import DEFAULT_VAE
 from streamavatar.errors import UserInputError
 
 
@@ -59,8 +60,9 @@ def register(tree) -> None:
     p.add_argument("--data", required=True, help="corpus directory (train.txt/val.txt or *.mp4 files)")
     p.add_argument("--out", required=True, help="run directory (checkpoint.pt, train.csv, eval.csv, vae/)")
     p.add_argument("--resume", action="store_true", help="continue the run in --out from its last checkpoint")
-    p.add_argument("--preset", default="tiny48", choices=["tiny", "tiny48"],
-                   help="tiny48 (48 latent channels, the default model's) or tiny (16 channels); both 4x8x8 stride")
+    p.add_argument("--preset", default=DEFAULT_VAE, choices=["tiny", "tiny48"],
+                   help=f"tiny48 (48 latent channels) or tiny (16 channels), both 4x8x8 stride; default {DEFAULT_VAE}, "
+                        "the default model's")
     p.add_argument("--minutes", type=positive_float("--minutes"), default=45.0,
                    help="training-time budget (default 45)")
     p.add_argument("--max-steps", type=int, default=0, help="stop after this many steps (0 = time budget only)")
@@ -78,7 +80,7 @@ def register(tree) -> None:
     p.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's choice)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--init-from", default=None,
-                   help="start from trained weights: 'tiny48' (bundled) or a VAE directory")
+                   help=f"start from trained weights: {DEFAULT_VAE!r} (bundled) or a VAE directory")
     p.add_argument("--decoder-only", action="store_true",
                    help="train the decoder only; the encoder and the latent space stay as --init-from has them "
                         "(DiTs trained on those latents stay valid)")
