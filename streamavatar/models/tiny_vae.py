@@ -56,6 +56,29 @@ class TinyVAEConfig:
         return TinyVAEConfig(**d)
 
 
+class PatchLinear2d(nn.Conv2d):
+    """A convolution whose stride equals its kernel (patchify; ``k = 1`` is a per-pixel channel map), computed
+    as pixel-unshuffle + one matrix product.
+
+    Same parameters, names and shapes as the :class:`~torch.nn.Conv2d` it replaces, so checkpoints load
+    unchanged, and the same result up to float rounding. Why: on Intel CPUs with AMX, oneDNN's bf16 convolution
+    with stride = kernel returned wrong values for some channel counts (relative error > 1 for 12 or 16 input
+    channels with 8x8 kernels, torch 2.13.0 / oneDNN 3.12, issue #16), which garbled every reference latent.
+    """
+
+    def __init__(self, in_channels: int, out_channels: int, kernel_size: int) -> None:
+        super().__init__(in_channels, out_channels, kernel_size, stride=kernel_size)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        k = self.kernel_size[0]
+        n, c, h, w = x.shape
+        if h % k or w % k:
+            raise ValueError(f"PatchLinear2d: {h}x{w} input is not a multiple of the {k}x{k} patch")
+        patches = F.pixel_unshuffle(x, k) if k > 1 else x  # channel order (c, i, j) = the weight's flatten order
+        out = F.linear(patches.permute(0, 2, 3, 1), self.weight.flatten(1), self.bias)
+        return out.permute(0, 3, 1, 2)
+
+
 class ResBlock2d(nn.Module):
     """Pre-norm residual block of two 3x3 convolutions; frames are in the batch axis, so it is per-frame."""
 
@@ -114,7 +137,7 @@ class TinyEncoder(nn.Module):
         self.norm_out = nn.GroupNorm(cfg.groups, c2)
         self.conv_out = nn.Conv2d(c2, 2 * cfg.latent_channels, 3, padding=1)
         #: Linear path: each 8x8 patch of a group (768 values) -> z values; PCA-initialised before training.
-        self.patch_in = nn.Conv2d(3 * t, cfg.latent_channels, 8, stride=8)
+        self.patch_in = PatchLinear2d(3 * t, cfg.latent_channels, 8)
         with torch.no_grad():
             # The non-linear path starts silent, so an untrained network is exactly its linear (PCA) path.
             self.conv_out.weight.zero_()
@@ -157,7 +180,7 @@ class TinyDecoder(nn.Module):
         self.norm_out = nn.GroupNorm(cfg.groups, c0)
         self.conv_out = nn.Conv2d(c0, 3 * t * 4, 3, padding=1)
         #: Linear path: z values -> an 8x8 patch of a group (768 values); PCA-initialised before training.
-        self.patch_out = nn.Conv2d(cfg.latent_channels, 3 * t * 64, 1)
+        self.patch_out = PatchLinear2d(cfg.latent_channels, 3 * t * 64, 1)
         with torch.no_grad():
             self.conv_out.weight.zero_()
             self.conv_out.bias.zero_()
