@@ -17,6 +17,7 @@ import hashlib
 import json
 import os
 import platform
+import re
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -83,10 +84,8 @@ def cpu_description() -> dict:
 
 def onednn_version() -> str:
     """oneDNN's version as torch reports it in its build configuration ('' when absent)."""
-    for line in torch.__config__.show().splitlines():
-        if "oneDNN" in line or "MKL-DNN" in line:
-            return line.split(":", 1)[-1].strip().split(" (")[0]
-    return ""
+    found = re.search(r"(?:oneDNN|MKL-DNN)\s+v?(\d+(?:\.\d+)+)", torch.__config__.show())
+    return found.group(1) if found else ""
 
 
 def machine_key(model_fingerprint: str) -> str:

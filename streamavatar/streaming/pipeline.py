@@ -184,7 +184,8 @@ class Pipeline:
 
 
 def load(spec: str = "default", *, resolution: int | None = None, dtype: str = "bf16", dit_device: str = "cpu",
-         vae_device: str = "cpu", threads: int | None = None, overlap: bool = True, warmup: bool = True) -> Pipeline:
+         vae_device: str = "cpu", threads: int | None = None, overlap: bool = True, warmup: bool = True,
+         numerics_check: bool | None = None) -> Pipeline:
     """Load a streaming model: ``"default"`` (bundled with the package) or a model folder (see
     :mod:`streamavatar.streaming.model_folder`).
 
@@ -192,6 +193,9 @@ def load(spec: str = "default", *, resolution: int | None = None, dtype: str = "
     DiT and the decode thread then use one core each; left alone otherwise). ``overlap``: decode on a worker
     thread so that the DiT can work on the next chunk meanwhile (see :meth:`Session.submit`). ``warmup``: run
     one throwaway chunk before returning, so that a session's first-frame delay is not the one-off start cost.
+    ``numerics_check``: in bf16 on a CPU, compare the model with fp32 once per machine and fall back to fp32 if
+    bf16 is wrong (:mod:`~streamavatar.streaming.numerics_check`; default on, ``$STREAMAVATAR_NUMERICS_CHECK=0``
+    turns it off).
     """
     folder = resolve_model(spec)
     if threads is None and dit_device == "cpu" and vae_device == "cpu":
@@ -201,7 +205,7 @@ def load(spec: str = "default", *, resolution: int | None = None, dtype: str = "
             raise UserInputError(f"threads must be a positive integer, got {threads}")
         torch.set_num_threads(int(threads))
     pipe = Pipeline(folder, resolution=resolution, dtype=dtype, dit_device=dit_device, vae_device=vae_device,
-                    overlap=overlap)
+                    overlap=overlap, numerics_check=numerics_check)
     if warmup:
         pipe.warmup_s = pipe.warmup()
     return pipe
