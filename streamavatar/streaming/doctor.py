@@ -59,11 +59,10 @@ def _self_check(recheck: bool, model: str) -> dict:
     from streamavatar.streaming.numerics_check import cache_path
     from streamavatar.streaming.pipeline import load
 
-    if recheck:
-        pipe = load(model, warmup=False, numerics_check=True)
-        if pipe.numerics is not None and pipe.numerics.cached:
-            cache_path(pipe.numerics.key).unlink(missing_ok=True)
     pipe = load(model, warmup=False, numerics_check=True)
+    if recheck and pipe.numerics is not None and pipe.numerics.cached:
+        cache_path(pipe.numerics.key).unlink(missing_ok=True)
+        pipe = load(model, warmup=False, numerics_check=True)
     rep = pipe.numerics
     return {"model": pipe.name, "dtype_in_use": str(pipe.dtype).removeprefix("torch."),
             **(rep.to_dict() if rep else {"ok": None, "reason": "no CPU in bf16: nothing to check"})}
