@@ -95,7 +95,14 @@ def _presets() -> dict[str, VAEConfig]:
     z48 = K.WAN22_VAE_LATENT_CHANNELS
     tiny48 = VAEConfig(name="tiny48", family="tiny", latent_channels=z48, spatial_stride=K.WAN21_VAE_SPATIAL_STRIDE,
                        latents_mean=(0.0,) * z48, latents_std=(1.0,) * z48, tiny=TinyVAEConfig(latent_channels=z48))
-    return {c.name: c for c in (tiny, tiny48, wan21, wan22)}
+    # The tiny network at Wan2.2's 4x16x16 compression (the paper's teacher VAE) for 256x256 video: the DiT sees the
+    # same 16x16 latent grid as tiny48 at 128x128, so a chunk costs it the same; the convolutions run on the same
+    # 64/32/16 grids, with 4x4 pixel-(un)shuffles to and from the frame (issue #22).
+    s16 = K.WAN22_VAE_SPATIAL_STRIDE
+    tiny48s16 = VAEConfig(name="tiny48s16", family="tiny", latent_channels=z48, spatial_stride=s16,
+                          latents_mean=(0.0,) * z48, latents_std=(1.0,) * z48,
+                          tiny=TinyVAEConfig(latent_channels=z48, stride=s16))
+    return {c.name: c for c in (tiny, tiny48, tiny48s16, wan21, wan22)}
 
 
 VAE_PRESETS: dict[str, VAEConfig] = _presets()
