@@ -1,7 +1,7 @@
 """Streaming VAE decode time per 12-frame chunk (3 latent frames), bf16 and fp32, at 128x128 and 256x256.
 
     PYTHONPATH=. python benchmarks/bench_vae_decode.py [--preset tiny] [--model DIR] [--threads N] [--repeats 20]
-    PYTHONPATH=. python benchmarks/bench_vae_decode.py --compare tiny48@128,tiny48s16@256 [--rounds 5] [--dtypes bf16]
+    PYTHONPATH=. python benchmarks/bench_vae_decode.py --compare tiny48@128,tiny64s16@256 [--rounds 5] [--dtypes bf16]
 
 ``--compare`` times several presets, each at its own resolution, round by round (interleaved, so a changing
 background load favours none) and prints each one's median over the rounds and the ratio to the first.
