@@ -46,7 +46,7 @@ def evaluate_clips(vae, clips: list[np.ndarray], max_frames: int | None = None,
 def evaluate_split(vae, data: str | Path, split: str = "test", max_clips: int | None = None,
                    max_frames: int | None = None, progress: bool = False) -> dict:
     """:func:`evaluate_clips` on the videos of one corpus split."""
-    from streamavatar.training.vae_data import read_video_frames, split_videos
+    from streamavatar.data.video_io import read_video_frames, split_videos
 
     videos = split_videos(data, split)[:max_clips]
     clips = [read_video_frames(p, max_frames) for p in videos]

@@ -18,7 +18,6 @@ import time
 
 import numpy as np
 import torch
-from safetensors.torch import load_file
 
 from streamavatar import constants as K
 from streamavatar.errors import UserInputError
@@ -49,10 +48,9 @@ class Pipeline:
                  dit_device: str = "cpu", vae_device: str = "cpu", overlap: bool = True,
                  audio_dtype: str | None = None) -> None:
         from streamavatar.audio import AudioConfig, AudioFrontend
-        from streamavatar.config import ModelConfig
+        from streamavatar.config import DEFAULT_VAE, ModelConfig
         from streamavatar.diffusion.chunk_sampler import ChunkSampler
-        from streamavatar.models.audio_projector import AudioProjectorConfig, TalkListenProjector
-        from streamavatar.models.dit import AvatarDiT
+        from streamavatar.models.avatar_model import AvatarModel
         from streamavatar.models.vae import load_vae
 
         if dtype not in DTYPES:
@@ -71,23 +69,13 @@ class Pipeline:
         if res <= 0 or res % stride:
             raise UserInputError(f"resolution {res} must be a positive multiple of {stride}")
         self.resolution = res
-        try:
-            weights = load_file(str(folder.weights_path))
-        except Exception as exc:  # noqa: BLE001 - a damaged file is a user problem, one line
-            raise UserInputError(f"cannot read model weights {folder.weights_path}: {exc}") from None
-        model = AvatarDiT(mc.dit)
-        projector = TalkListenProjector(AudioProjectorConfig(**folder.info["projector"]))
-        try:
-            model.load_state_dict({k[4:]: v.float() for k, v in weights.items() if k.startswith("dit.")})
-            projector.load_state_dict({k[10:]: v.float() for k, v in weights.items() if k.startswith("projector.")})
-        except RuntimeError as exc:
-            first = str(exc).splitlines()[0]
-            raise UserInputError(f"{folder.weights_path} does not match {folder.config_path}: {first}") from None
-        self.model = model.to(self.dit_device, self.dtype).eval()
-        self.projector = projector.to(self.dit_device, self.dtype).eval()
+        bundle = AvatarModel.from_files(folder.files).to(self.dit_device, self.dtype)
+        self.bundle = bundle
+        self.model = bundle.dit
+        self.projector = bundle.projector
         self.sampler = ChunkSampler(self.model, mc.stream)
         train = folder.info.get("train", {})
-        self.vae = load_vae(train.get("vae", "tiny"), dtype=self.dtype).to(self.vae_device)
+        self.vae = load_vae(train.get("vae", DEFAULT_VAE), dtype=self.dtype).to(self.vae_device)
         a = folder.info.get("audio", {})
         adtype = audio_dtype or ("bfloat16" if self.dtype == torch.bfloat16 else "float32")
         acfg = AudioConfig(backend=a.get("backend", train.get("audio_backend", "whisper-tiny")),

@@ -43,10 +43,7 @@ from streamavatar.diffusion.teacher_sampler import guided_prediction
 from streamavatar.errors import UserInputError
 from streamavatar.models.dit import AvatarDiT
 from streamavatar.training.distill import (
-    CHECKPOINT,
-    LOG,
     DistillConfig,
-    TrainLog,
     check_teacher,
     collate,
     export_student,
@@ -57,7 +54,8 @@ from streamavatar.training.distill import (
     run_files,
     student_model_config,
 )
-from streamavatar.training.state import EMA, clipped_step, rng_state, save_atomic, set_rng_state
+from streamavatar.training.teacher import adamw, trainer_config
+from streamavatar.training.trainer import Objective, Trainer, finite
 
 #: Two σ closer than this are the same grid point.
 SIGMA_TOL = 1e-6
@@ -279,11 +277,42 @@ def pair_batch(pairs: dict[str, torch.Tensor], windows, rows: torch.Tensor) -> d
 
 
 # --- the run ----------------------------------------------------------------------------------------------
+class ODERegression(Objective):
+    """Regression of the block-causal student onto cached teacher ODE trajectories (:func:`ode_regression_loss`)."""
+
+    desc = "distill ode"
+
+    def __init__(self, cfg: DistillConfig, model: AvatarDiT, projector, pairs: dict, windows, stream: StreamConfig,
+                 export) -> None:
+        super().__init__()
+        self.cfg, self.pairs, self.windows, self.stream, self._export = cfg, pairs, windows, stream, export
+        self.modules = {"model": model, "projector": projector}
+        params = list(model.parameters()) + list(projector.parameters())
+        self.optimizers = {"optimizer": (adamw(params, cfg.lr, cfg.weight_decay), params)}
+        self.ema_modules = ["model", "projector"]
+        self.generator.manual_seed(cfg.seed + 1)
+        n_levels = pairs["states"].shape[1]
+        self.columns = ["loss", "grad_norm"] + [f"mse_l{k}" for k in range(n_levels)] + ["pairs"]
+
+    def train_step(self, trainer: Trainer) -> dict | None:
+        rows = torch.randint(len(self.pairs["items"]), (self.cfg.batch,), generator=self.generator)
+        batch = pair_batch(self.pairs, self.windows, rows)
+        with trainer.autocast():
+            loss, stats = ode_regression_loss(self.modules["model"], self.modules["projector"], batch, self.stream,
+                                              self.generator)
+        gn = trainer.backward_step("optimizer", loss)
+        if not finite(gn):
+            return None
+        return {**stats, "grad_norm": gn, "pairs": len(self.pairs["items"])}
+
+    def export(self, trainer: Trainer) -> None:
+        self._export(trainer)
+
+
 def train_ode(cfg: DistillConfig, resume: bool = False, progress: bool = True, on_checkpoint=None) -> dict:
     """Run (or resume) ODE initialisation in ``cfg.out``; returns the last logged row."""
     t_start = time.monotonic()
     out = Path(cfg.out)
-    ckpt_path = out / CHECKPOINT
     cfg, state = open_run(cfg, resume)
     teacher, t_proj, t_info = load_run(cfg.teacher)
     check_teacher(cfg, t_info, f"teacher {cfg.teacher}")
@@ -300,53 +329,12 @@ def train_ode(cfg: DistillConfig, resume: bool = False, progress: bool = True, o
     init = cfg.init_from or cfg.teacher
     model, projector, i_info = load_init_run(init, cfg)
     check_teacher(cfg, i_info, f"--init-from {init}")
-    model.train()
-    projector.train()
-    params = list(model.parameters()) + list(projector.parameters())
-    opt = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay, betas=(0.9, 0.99))
-    ema_model, ema_proj = EMA(model, cfg.ema), EMA(projector, cfg.ema)
-    g = torch.Generator().manual_seed(cfg.seed + 1)
-    step = 0
-    if state is not None:
-        model.load_state_dict(state["model"])
-        projector.load_state_dict(state["projector"])
-        opt.load_state_dict(state["optimizer"])
-        ema_model.shadow, ema_proj.shadow = state["ema_model"], state["ema_projector"]
-        step = state["step"]
-        set_rng_state(state["rng"])
-        g.set_state(state["generator"])
 
-    def save() -> None:
-        save_atomic({"step": step, "model": model.state_dict(), "projector": projector.state_dict(),
-                     "optimizer": opt.state_dict(), "ema_model": ema_model.shadow, "ema_projector": ema_proj.shadow,
-                     "rng": rng_state(), "generator": g.get_state(), "config": asdict(cfg)}, ckpt_path)
-        export_student(out, ema_model.shadow, ema_proj.shadow, t_info, mc, cfg, step)
-        if on_checkpoint is not None:
-            on_checkpoint(step, out)
+    def export(trainer: Trainer) -> None:
+        export_student(out, trainer.ema_state("model"), trainer.ema_state("projector"), t_info, mc, cfg,
+                       trainer.step)
 
-    n_levels = pairs["states"].shape[1]
-    cols = ["step", "minutes", "loss", "grad_norm"] + [f"mse_l{k}" for k in range(n_levels)] + ["pairs"]
-    log = TrainLog(out / LOG, cols, cfg.steps, step, "distill ode", progress)
-    last: dict = {}
-    try:
-        while step < cfg.steps and (time.monotonic() - t_start) / 60 < cfg.max_minutes:
-            rows = torch.randint(len(pairs["items"]), (cfg.batch,), generator=g)
-            batch = pair_batch(pairs, windows, rows)
-            with torch.autocast("cpu", dtype=torch.bfloat16):
-                loss, stats = ode_regression_loss(model, projector, batch, mc.stream, g)
-            gn = clipped_step(opt, params, loss, cfg.grad_clip)
-            if not math.isfinite(gn):
-                continue
-            ema_model.update(model)
-            ema_proj.update(projector)
-            step += 1
-            last = {"step": step, "minutes": round((time.monotonic() - t_start) / 60, 3), **stats,
-                    "grad_norm": gn, "pairs": len(pairs["items"])}
-            log.row(last)
-            if step % cfg.checkpoint_every == 0:
-                log.flush()
-                save()
-    finally:
-        log.close()
-    save()
-    return last
+    objective = ODERegression(cfg, model, projector, pairs, windows, mc.stream, export)
+    trainer = Trainer(trainer_config(cfg), objective, out, run_config=asdict(cfg), state=state, progress=progress,
+                      on_checkpoint=on_checkpoint, started=t_start)
+    return trainer.fit()

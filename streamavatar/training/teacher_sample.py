@@ -7,7 +7,6 @@ windows are expected: smooth endless streams are the student's job.
 
 from __future__ import annotations
 
-import json
 import math
 from pathlib import Path
 
@@ -15,31 +14,20 @@ import numpy as np
 import soundfile as sf
 import torch
 from PIL import Image
-from safetensors.torch import load_file
 
 from streamavatar import constants as K
-from streamavatar.config import ModelConfig
 from streamavatar.diffusion.teacher_sampler import sample_teacher
 from streamavatar.errors import UserInputError
-from streamavatar.models.dit import AvatarDiT
-from streamavatar.training.teacher import CONFIG, WEIGHTS
+from streamavatar.models.avatar_model import AvatarModel, find_model_files
 
 
 def load_teacher(run: str | Path, dtype: torch.dtype = torch.float32):
     """(model, projector, run config dict) of a teacher run folder (its exported EMA weights)."""
-    from streamavatar.models.audio_projector import AudioProjectorConfig, TalkListenProjector
-
-    run = Path(run)
-    if not (run / CONFIG).is_file() or not (run / WEIGHTS).is_file():
-        raise UserInputError(f"{run} is not a teacher run (expected {CONFIG} and {WEIGHTS})")
-    info = json.loads((run / CONFIG).read_text())
-    mc = ModelConfig.from_dict(info["model"])
-    model = AvatarDiT(mc.dit)
-    projector = TalkListenProjector(AudioProjectorConfig(**info["projector"]))
-    weights = load_file(str(run / WEIGHTS))
-    model.load_state_dict({k[4:]: v.float() for k, v in weights.items() if k.startswith("dit.")})
-    projector.load_state_dict({k[10:]: v.float() for k, v in weights.items() if k.startswith("projector.")})
-    return model.to(dtype).eval(), projector.to(dtype).eval(), info
+    files = find_model_files(run)
+    if files.kind != "teacher":
+        raise UserInputError(f"{run} is not a teacher run (expected teacher.json and teacher.safetensors)")
+    bundle = AvatarModel.from_files(files, dtype)
+    return bundle.dit, bundle.projector, bundle.to_info()
 
 
 def read_reference_image(path: str | Path, size: int) -> torch.Tensor:

@@ -1,0 +1,237 @@
+"""The one training loop: :class:`Trainer` runs an :class:`Objective` (Self-Forcing's trainer / ``model/``
+objectives split).
+
+The trainer owns everything that is the same for every run: the device and the autocast dtype, optimiser
+stepping with gradient clipping (a step whose gradient norm is not finite is dropped), EMA of the declared
+modules, the step counter, the time budget and step limit, the CSV log + progress bar, and atomic checkpoints
+(temporary file + ``os.replace``) holding the modules, optimisers, EMA shadows, every RNG state, the objective's
+generator and the run config — so ``kill -9`` + ``--resume`` continues exactly. An objective only says what
+it trains (:attr:`Objective.modules`, :attr:`Objective.optimizers`, :attr:`Objective.ema_modules`) and how one
+step computes its losses (:meth:`Objective.train_step`, which calls :meth:`Trainer.backward_step` for each
+optimiser it steps).
+
+Checkpoint layout (``checkpoint.pt``, unchanged since wave 1, so older runs resume): one entry per module
+name (``model``, ``projector``, ``fake``, …), one per optimiser name (``optimizer``, ``fake_optimizer``, …),
+``ema_<module>`` for each averaged module, ``rng``, ``generator``, ``config`` and ``step``.
+
+Extension points kept for later work: a distributed backend replaces :meth:`Trainer.backward_step` (gradient
+all-reduce / FSDP sharded clipping) and :meth:`Trainer.save` (rank 0 writes) without touching objectives; an
+adversarial objective declares two optimisers and steps both from its ``train_step``, as SiD already does.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import csv
+import math
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+from tqdm import tqdm
+
+from streamavatar.errors import UserInputError
+from streamavatar.training.state import EMA, clipped_step, load_checkpoint, rng_state, save_atomic, set_rng_state
+
+CHECKPOINT = "checkpoint.pt"
+LOG = "train_log.csv"
+#: Autocast dtypes by name; ``fp32`` runs without autocast.
+AUTOCAST_DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16, "fp32": None}
+
+
+@dataclass
+class TrainerConfig:
+    """What the loop needs from a run's config (each run config maps its own fields onto this)."""
+
+    steps: int
+    max_minutes: float
+    checkpoint_every: int
+    grad_clip: float = 1.0
+    ema: float = 0.99
+    device: str = "cpu"
+    autocast: str = "bf16"
+
+    def __post_init__(self) -> None:
+        if self.autocast not in AUTOCAST_DTYPES:
+            raise UserInputError(f"autocast must be one of {sorted(AUTOCAST_DTYPES)}, got {self.autocast!r}")
+        if self.checkpoint_every <= 0:
+            raise UserInputError(f"checkpoint_every must be a positive integer, got {self.checkpoint_every}")
+
+
+class Objective:
+    """What one kind of run trains and how one step computes its losses (subclass and fill in)."""
+
+    #: CSV columns after ``step`` and ``minutes`` (missing values are written empty).
+    columns: list[str] = []
+    #: Progress-bar label.
+    desc: str = "train"
+
+    def __init__(self) -> None:
+        #: Everything checkpointed, by checkpoint key.
+        self.modules: dict[str, nn.Module] = {}
+        #: Optimisers by checkpoint key, with the parameters their gradient clipping covers.
+        self.optimizers: dict[str, tuple[torch.optim.Optimizer, list[nn.Parameter]]] = {}
+        #: Names (keys of :attr:`modules`) whose EMA is kept (checkpoint key ``ema_<name>``).
+        self.ema_modules: list[str] = []
+        #: The objective's own random generator (noise, σ, data order), checkpointed.
+        self.generator = torch.Generator()
+
+    def train_step(self, trainer: Trainer) -> dict[str, Any] | None:
+        """One step: compute losses under ``trainer.autocast()``, step optimisers with
+        ``trainer.backward_step``; return the stats to log, or ``None`` to drop the step (not counted)."""
+        raise NotImplementedError
+
+    def export(self, trainer: Trainer) -> None:
+        """Write the run's exported weights (called after every checkpoint)."""
+
+
+class TrainLog:
+    """A CSV log (appended on resume) and a tqdm bar on stderr."""
+
+    def __init__(self, path: Path, columns: list[str], total: int, initial: int, desc: str, progress: bool) -> None:
+        new = not path.exists()
+        self.columns = columns
+        self.file = open(path, "a", newline="")  # noqa: SIM115 - closed in close()
+        self.writer = csv.writer(self.file)
+        if new:
+            self.writer.writerow(columns)
+        self.bar = tqdm(total=total, initial=initial, desc=desc, unit="step", disable=not progress)
+
+    def row(self, values: dict) -> None:
+        self.writer.writerow([values.get(k, "") for k in self.columns])
+        self.bar.update(1)
+        self.bar.set_postfix({k: f"{values[k]:.4g}" for k in self.columns[2:4] if isinstance(values.get(k), float)})
+
+    def flush(self) -> None:
+        self.file.flush()
+
+    def close(self) -> None:
+        self.bar.close()
+        self.file.close()
+
+
+def open_checkpoint(out: str | Path, resume: bool) -> dict | None:
+    """The checkpoint to resume from: ``None`` for a fresh run (which refuses a folder that holds one)."""
+    out = Path(out)
+    path = out / CHECKPOINT
+    if not resume:
+        if path.exists():
+            raise UserInputError(f"{out} already holds a run; pass --resume to continue it or choose another --out")
+        return None
+    if not path.is_file():
+        raise UserInputError(f"--resume: no checkpoint in {out}")
+    return load_checkpoint(path)
+
+
+class Trainer:
+    """Runs ``objective`` in the run folder ``out`` (see the module docstring)."""
+
+    def __init__(self, cfg: TrainerConfig, objective: Objective, out: str | Path, *, run_config: dict,
+                 state: dict | None = None, progress: bool = True,
+                 on_checkpoint: Callable[[int, Path], None] | None = None, started: float | None = None) -> None:
+        self.cfg = cfg
+        self.objective = objective
+        self.out = Path(out)
+        self.run_config = run_config
+        self.progress = progress
+        self.on_checkpoint = on_checkpoint
+        self.started = time.monotonic() if started is None else started
+        self.device = torch.device(cfg.device)
+        self.autocast_dtype = AUTOCAST_DTYPES[cfg.autocast]
+        for m in objective.modules.values():
+            m.to(self.device)
+        self.ema = {name: EMA(objective.modules[name], cfg.ema) for name in objective.ema_modules}
+        self.step = 0
+        self.last: dict[str, Any] = {}
+        if state is not None:
+            self.load_state_dict(state)
+
+    # --- what objectives call -------------------------------------------------------------------------------
+    def autocast(self) -> contextlib.AbstractContextManager:
+        """Mixed precision on the trainer's device (a no-op for ``fp32``)."""
+        if self.autocast_dtype is None:
+            return contextlib.nullcontext()
+        return torch.autocast(self.device.type, dtype=self.autocast_dtype)
+
+    def backward_step(self, optimizer: str, loss: torch.Tensor) -> float:
+        """Backward ``loss``, clip and step the named optimiser; returns the pre-clip gradient norm (not finite:
+        nothing changed)."""
+        opt, params = self.objective.optimizers[optimizer]
+        return clipped_step(opt, params, loss, self.cfg.grad_clip)
+
+    @property
+    def minutes(self) -> float:
+        return (time.monotonic() - self.started) / 60
+
+    # --- state ----------------------------------------------------------------------------------------------
+    def ema_state(self, name: str) -> dict[str, torch.Tensor]:
+        """The EMA shadow of module ``name`` (float32, the module's state-dict keys)."""
+        return self.ema[name].shadow
+
+    def state_dict(self) -> dict:
+        o = self.objective
+        state: dict[str, Any] = {"step": self.step}
+        state.update({name: m.state_dict() for name, m in o.modules.items()})
+        state.update({name: opt.state_dict() for name, (opt, _) in o.optimizers.items()})
+        state.update({f"ema_{name}": e.shadow for name, e in self.ema.items()})
+        state.update({"rng": rng_state(), "generator": o.generator.get_state(), "config": self.run_config})
+        return state
+
+    def load_state_dict(self, state: dict) -> None:
+        o = self.objective
+        for name, m in o.modules.items():
+            m.load_state_dict(state[name])
+        for name, (opt, _) in o.optimizers.items():
+            opt.load_state_dict(state[name])
+        for name, e in self.ema.items():
+            e.shadow = state[f"ema_{name}"]
+        self.step = int(state["step"])
+        set_rng_state(state["rng"])
+        o.generator.set_state(state["generator"])
+
+    def save(self) -> None:
+        """Atomic checkpoint, then the objective's export and the ``on_checkpoint`` hook."""
+        save_atomic(self.state_dict(), self.out / CHECKPOINT)
+        self.objective.export(self)
+        if self.on_checkpoint is not None:
+            self.on_checkpoint(self.step, self.out)
+
+    # --- the loop -------------------------------------------------------------------------------------------
+    def _done(self) -> bool:
+        return self.step >= self.cfg.steps or self.minutes >= self.cfg.max_minutes
+
+    def fit(self) -> dict[str, Any]:
+        """Train until the step limit or the time budget; checkpoint every ``checkpoint_every`` steps and at
+        the end. Returns the last logged row."""
+        self.out.mkdir(parents=True, exist_ok=True)
+        o = self.objective
+        log = TrainLog(self.out / LOG, ["step", "minutes", *o.columns], self.cfg.steps, self.step, o.desc,
+                       self.progress)
+        try:
+            while not self._done():
+                for m in o.modules.values():
+                    m.train()
+                stats = o.train_step(self)
+                if stats is None:
+                    continue
+                for name, e in self.ema.items():
+                    e.update(o.modules[name])
+                self.step += 1
+                self.last = {"step": self.step, "minutes": round(self.minutes, 3), **stats}
+                log.row(self.last)
+                if self.step % self.cfg.checkpoint_every == 0:
+                    log.flush()
+                    self.save()
+        finally:
+            log.close()
+        self.save()
+        return self.last
+
+
+def finite(x: float) -> bool:
+    """Shorthand for objectives: was a gradient norm finite (the step taken)?"""
+    return math.isfinite(x)
