@@ -93,6 +93,8 @@ class TrainLog:
     """A CSV log (appended on resume) and a tqdm bar on stderr."""
 
     def __init__(self, path: Path, columns: list[str], total: int, initial: int, desc: str, progress: bool) -> None:
+        if path.exists():
+            _truncate_log(path, initial)
         new = not path.exists()
         self.columns = columns
         self.file = open(path, "a", newline="")  # noqa: SIM115 - closed in close()
@@ -112,6 +114,22 @@ class TrainLog:
     def close(self) -> None:
         self.bar.close()
         self.file.close()
+
+
+def _truncate_log(path: Path, step: int) -> None:
+    """Drop the rows logged after checkpoint ``step`` (a run killed between checkpoints logged steps that its
+    resume repeats), so the log's steps stay one increasing sequence."""
+    lines = path.read_text().splitlines(keepends=True)
+    keep = lines[:1]
+    for line in lines[1:]:
+        head = line.split(",", 1)[0]
+        if not head.strip().isdigit() or int(head) > step or not line.endswith("\n"):
+            break
+        keep.append(line)
+    if len(keep) != len(lines):
+        tmp = path.with_name(path.name + ".tmp")
+        tmp.write_text("".join(keep))
+        tmp.replace(path)
 
 
 def open_checkpoint(out: str | Path, resume: bool) -> dict | None:

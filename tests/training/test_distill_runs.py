@@ -9,6 +9,7 @@ import sys
 from dataclasses import asdict, replace
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 from safetensors.torch import load_file, save_file
@@ -193,3 +194,55 @@ def test_bad_config_values():
         DistillConfig(teacher="t", data="d", out="o", phase="gan")
     with pytest.raises(UserInputError, match="ema"):
         replace(DistillConfig(teacher="t", data="d", out="o"), ema=1.5)
+
+
+# --- kill -9 and resume, through the command line ----------------------------------------------------------
+def _kill_9_then_resume(args: list[str], out: Path, at_least: int = 4) -> None:
+    """Start a long run, SIGKILL it once a checkpoint at step >= ``at_least`` is on disk, resume it for two more
+    steps: the step counter, the optimiser's step count and the log continue from the checkpoint."""
+    import os
+    import signal
+    import time
+
+    cmd = [sys.executable, "-m", "streamavatar", "train", "distill", "--threads", "1", *args]
+    proc = subprocess.Popen([*cmd, "--steps", "1000"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    ckpt = out / "checkpoint.pt"
+    deadline = time.monotonic() + 300
+    while time.monotonic() < deadline and proc.poll() is None:
+        if ckpt.exists() and load_checkpoint(ckpt)["step"] >= at_least:
+            break
+        time.sleep(0.5)
+    assert proc.poll() is None, proc.stderr.read()
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait()
+    saved = load_checkpoint(ckpt)
+    step0 = saved["step"]
+    assert float(max(s["step"] for s in saved["optimizer"]["state"].values())) == step0
+    r = subprocess.run([*cmd, "--steps", str(step0 + 2), "--resume"], capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0, r.stderr
+    resumed = load_checkpoint(ckpt)
+    assert resumed["step"] == step0 + 2
+    assert float(max(s["step"] for s in resumed["optimizer"]["state"].values())) == step0 + 2
+    assert _log_steps(out) == list(range(1, step0 + 3))  # rows logged after the checkpoint were dropped
+    rows = (out / "train_log.csv").read_text().splitlines()
+    header = rows[0].split(",")
+    loss_col = header.index("sid_loss" if "sid_loss" in header else "loss")
+    assert all(np.isfinite(float(r.split(",")[loss_col])) for r in rows[1:])
+
+
+def _distill_args(setup, out: Path, *extra: str) -> list[str]:
+    return ["--teacher", str(setup["teacher"]), "--data", str(setup["corpus"]), "--out", str(out), "--preset",
+            PRESET, "--split", setup["split"], "--feature-cache", str(setup["features"]), "--pairs", "2",
+            "--pair-batch", "2", "--teacher-steps", "3", "--batch", "1", "--checkpoint-every", "2", *extra]
+
+
+def test_ode_run_resumes_after_kill_9(setup, tmp_path):
+    _kill_9_then_resume(_distill_args(setup, tmp_path / "ode"), tmp_path / "ode")
+
+
+def test_sid_run_resumes_after_kill_9(setup, tmp_path):
+    ode = tmp_path / "ode"
+    train_ode(_cfg(setup, ode, steps=1), progress=False)
+    out = tmp_path / "sid"
+    _kill_9_then_resume(_distill_args(setup, out, "--phase", "sid", "--init-from", str(ode), "--fake-updates", "1"),
+                        out, at_least=2)
