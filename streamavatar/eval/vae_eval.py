@@ -35,7 +35,8 @@ def evaluate_clips(vae, clips: list[np.ndarray], max_frames: int | None = None,
     psnrs, ssims = [], []
     for frames in tqdm(clips, desc="evaluating", disable=not progress, leave=False):
         n = usable_frames(len(frames) if max_frames is None else min(len(frames), max_frames))
-        x = torch.from_numpy(np.ascontiguousarray(frames[:n])).permute(3, 0, 1, 2)[None].float() / 127.5 - 1
+        x = torch.from_numpy(np.ascontiguousarray(frames[:n])).permute(3, 0, 1, 2)[None].float()
+        x = x / K.PIXEL_HALF_RANGE - 1
         y = reconstruct_streaming(vae, x)
         psnrs.append(float(psnr(y, x)[0]))
         ssims.append(float(ssim(y, x)[0]))

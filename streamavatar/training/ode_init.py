@@ -38,8 +38,8 @@ from safetensors.torch import load_file, save_file
 from tqdm import tqdm
 
 from streamavatar.config import StreamConfig
-from streamavatar.diffusion.flow import few_step_sigmas, predicted_x0, shift_sigma
-from streamavatar.diffusion.teacher_sampler import guided_prediction
+from streamavatar.diffusion.flow import few_step_sigmas, predicted_x0, shift_sigma, sigma_to_timestep
+from streamavatar.diffusion.teacher_sampler import guided_euler
 from streamavatar.errors import UserInputError
 from streamavatar.models.dit import AvatarDiT
 from streamavatar.training.distill import (
@@ -55,7 +55,7 @@ from streamavatar.training.distill import (
     student_model_config,
 )
 from streamavatar.training.teacher import adamw, trainer_config
-from streamavatar.training.trainer import Objective, Trainer, finite
+from streamavatar.training.trainer import Objective, Trainer, autocast, finite
 
 #: Two σ closer than this are the same grid point.
 SIGMA_TOL = 1e-6
@@ -82,21 +82,16 @@ def teacher_trajectory(teacher: AvatarDiT, reference: torch.Tensor, noise: torch
     """Deterministic guided Euler from ``noise`` over ``grid``; (states at ``keep`` ``[B, L, C, F, h, w]``, x0).
 
     The teacher sees ``[reference (t = 0) | x_σ]``; audio tokens cover the generated frames."""
-    b, _, f = noise.shape[:3]
-    x = noise.float()
     kept: dict[int, torch.Tensor] = {}
-    for s_now, s_next in zip(grid[:-1], grid[1:], strict=True):
+
+    def keep_level(s_now: float, x: torch.Tensor) -> None:
         for j, s in enumerate(keep):
             if abs(s - s_now) <= SIGMA_TOL:
                 kept[j] = x.clone()
-        seq = torch.cat([reference.float(), x], dim=2)
-        t = torch.cat([torch.zeros(b, 1), torch.full((b, f), s_now * 1000.0)], dim=1)
-        out = guided_prediction(teacher, seq, t, talk_audio=talk, listen_audio=listen, null_talk=null_talk,
-                                null_listen=null_listen, talk_scale=talk_scale,
-                                listen_scale=listen_scale)[:, :, 1:].float()
-        x0 = predicted_x0(out, x, s_now, teacher.cfg.prediction)
-        # Euler on dx/dσ = (x − x0)/σ, written with the x0 estimate so σ_next = 0 lands on x0 exactly.
-        x = x0 + (s_next / s_now) * (x - x0)
+
+    x = guided_euler(teacher, reference.float(), noise, grid, talk_audio=talk, listen_audio=listen,
+                     null_talk=null_talk, null_listen=null_listen, talk_scale=talk_scale, listen_scale=listen_scale,
+                     on_level=keep_level)
     if len(kept) != len(keep):
         raise RuntimeError(f"levels {keep} are not all on the grid")
     return torch.stack([kept[j] for j in range(len(keep))], dim=1), x
@@ -177,7 +172,8 @@ def ode_regression_loss(student: AvatarDiT, projector, batch: dict, stream: Stre
     ctx = states[:, -1, :, :(n - 1) * c]
     sig_f = sigmas[level_f]  # [B, F]
     talk, listen = projector(batch["talk"], batch["listen"])
-    out = context_forward(student, ref, ctx, cur, float(sigmas[-1]) * 1000.0, sig_f * 1000.0, talk, listen)
+    out = context_forward(student, ref, ctx, cur, float(sigma_to_timestep(float(sigmas[-1]))),
+                          sigma_to_timestep(sig_f), talk, listen)
     pred = predicted_x0(out, cur.float(), sig_f.view(b, 1, f, 1, 1), student.cfg.prediction)
     err = (pred - x0.float()).pow(2)
     loss = err.mean()
@@ -237,7 +233,7 @@ class TrajectoryPairs:
         shape = batch["latents"][:, :, 1:].shape
         g = torch.Generator().manual_seed(self.cfg.seed * 1_000_003 + s)
         noise = torch.randn(shape, generator=g)
-        with torch.autocast("cpu", dtype=torch.bfloat16):
+        with autocast(self.cfg.device, self.cfg.autocast):
             talk, listen = self.projector(batch["talk"], batch["listen"])
             null_t, null_l = self.projector(torch.zeros_like(batch["talk"]), torch.zeros_like(batch["listen"]))
             states, x0 = teacher_trajectory(self.teacher, ref, noise, self.grid, self.keep, talk=talk.float(),

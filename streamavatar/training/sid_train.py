@@ -32,6 +32,7 @@ from pathlib import Path
 
 import torch
 
+from streamavatar.diffusion.flow import reference_input
 from streamavatar.diffusion.teacher_sampler import guided_prediction
 from streamavatar.errors import UserInputError
 from streamavatar.models.dit import AvatarDiT
@@ -80,9 +81,7 @@ class SiDModels:
     def conditioned(self, net: AvatarDiT, x_t: torch.Tensor, sigma: torch.Tensor, ref: torch.Tensor,
                     talk: torch.Tensor, listen: torch.Tensor, guided: bool) -> torch.Tensor:
         """x0 of ``net`` on ``[ref | x_t]`` at per-sample ``sigma`` (teacher guidance when ``guided``)."""
-        b, _, f = x_t.shape[:3]
-        seq = torch.cat([ref, x_t], dim=2)
-        t = torch.cat([torch.zeros(b, 1), (sigma * 1000.0).view(b, 1).expand(b, f)], dim=1)
+        seq, t = reference_input(ref, x_t, sigma)
         if guided:
             null_t, null_l = self.t_proj(torch.zeros_like(talk), torch.zeros_like(listen))
             talk_tok, listen_tok = self.t_proj(talk, listen)
@@ -107,8 +106,7 @@ def fake_step(m: SiDModels, batch: dict, window: int, g: torch.Generator) -> tup
     noise = torch.randn(x_g.shape, generator=g)
     x_t = noised(x_g, sigma, noise)
     ref = batch["latents"][:, :, :1]
-    seq = torch.cat([ref, x_t], dim=2)
-    t = torch.cat([torch.zeros(b, 1), (sigma * 1000.0).view(b, 1).expand(b, window)], dim=1)
+    seq, t = reference_input(ref, x_t, sigma)
     with torch.no_grad():
         talk_tok, listen_tok = m.t_proj(batch["talk"][:, s:s + window], batch["listen"][:, s:s + window])
     out = m.fake(seq, t, talk_audio=talk_tok, listen_audio=listen_tok, reference=ref)[:, :, 1:]

@@ -18,7 +18,7 @@ from torch.utils.data import DataLoader
 
 from streamavatar import constants as K
 from streamavatar.config import DEFAULT_PRESET, DEFAULT_VAE, PRESETS, ModelConfig, model_preset
-from streamavatar.diffusion.flow import shift_sigma
+from streamavatar.diffusion.flow import reference_input, shift_sigma
 from streamavatar.errors import UserInputError
 from streamavatar.models.avatar_model import DIT_PREFIX, PROJECTOR_PREFIX, AvatarModel
 from streamavatar.models.dit import AvatarDiT
@@ -92,7 +92,6 @@ def flow_matching_loss(model: AvatarDiT, projector, batch: dict, cfg: TeacherTra
     x = batch["latents"]
     b = x.shape[0]
     ref, x0 = x[:, :, :1], x[:, :, 1:]
-    f = x0.shape[2]
     sigma = shift_sigma(torch.rand(b, generator=generator), cfg.train_shift)
     s = sigma.view(b, 1, 1, 1, 1)
     noise = torch.randn(x0.shape, generator=generator)
@@ -106,8 +105,7 @@ def flow_matching_loss(model: AvatarDiT, projector, batch: dict, cfg: TeacherTra
     listen = batch["listen"] * k_listen.view(b, 1, 1, 1, 1)
     ref_in = ref * k_ref.view(b, 1, 1, 1, 1)
     talk_tokens, listen_tokens = projector(talk, listen)
-    seq = torch.cat([ref_in, xt], dim=2)
-    t = torch.cat([torch.zeros(b, 1), (sigma * K.NUM_TRAIN_TIMESTEPS).view(b, 1).expand(b, f)], dim=1)
+    seq, t = reference_input(ref_in, xt, sigma)
     out = model(seq, t, talk_audio=talk_tokens, listen_audio=listen_tokens, reference=ref_in)[:, :, 1:]
     target = x0 if model.cfg.prediction == "x0" else noise - x0
     err = (out.float() - target).pow(2).mean(dim=1)  # [B, F, h, w]

@@ -44,7 +44,7 @@ def read_reference_image(path: str | Path, size: int) -> torch.Tensor:
     s = min(img.size)
     left, top = (img.width - s) // 2, (img.height - s) // 2
     img = img.crop((left, top, left + s, top + s)).resize((size, size), Image.LANCZOS)
-    arr = torch.from_numpy(np.asarray(img, dtype=np.float32) / 127.5 - 1)
+    arr = torch.from_numpy(np.asarray(img, dtype=np.float32) / K.PIXEL_HALF_RANGE - 1)
     return arr.permute(2, 0, 1)[None, :, None]
 
 
@@ -93,7 +93,7 @@ def sample_teacher_video(run: str | Path, image: str | Path, talk_audio: str | P
                                     talk_scale=talk_scale, listen_scale=listen_scale, generator=g,
                                     null_talk=null_t, null_listen=null_l))
     video = vae.decode(torch.cat(parts, dim=2).to(vae.dtype)).float()
-    frames = ((video[0].permute(1, 2, 3, 0).clamp(-1, 1) + 1) * 127.5).round().byte().numpy()
+    frames = ((video[0].permute(1, 2, 3, 0).clamp(-1, 1) + 1) * K.PIXEL_HALF_RANGE).round().byte().numpy()
     n = min(len(frames), 1 + round(seconds * K.VIDEO_FPS))
     audio16 = frontend_resample(talk, sr)[: n * 640]
     out = Path(out)

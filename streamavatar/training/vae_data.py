@@ -13,6 +13,7 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
+from streamavatar import constants as K
 from streamavatar.data.video_io import read_video_frames, split_videos
 from streamavatar.errors import UserInputError
 
@@ -86,7 +87,7 @@ class ClipBank:
                 m[:, 0] = w.shape[2] - 1 - m[:, 0]
             out.append(np.ascontiguousarray(w))
             mouths.append(m)
-        x = torch.from_numpy(np.stack(out)).permute(0, 4, 1, 2, 3).float() / 127.5 - 1.0
+        x = torch.from_numpy(np.stack(out)).permute(0, 4, 1, 2, 3).float() / K.PIXEL_HALF_RANGE - 1.0
         if with_mouths:
             return x, torch.from_numpy(np.stack(mouths)).float()
         return x
