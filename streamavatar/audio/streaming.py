@@ -1,9 +1,10 @@
-"""Per-session audio: queues of pushed PCM → exactly one chunk of talk/listen audio windows per step.
+"""The one streaming-audio path: queues of pushed PCM → exactly one chunk of talk/listen audio windows per step.
 
-A live session is driven by ``step()``: every step must produce a chunk, whether or not enough audio has
-arrived. So unlike :class:`~streamavatar.audio.streaming.StreamingAudioEncoder` (which waits until a chunk is
-computable), each stream here *consumes* exactly one chunk of its queue per step (zeros where the queue runs
-short) and *peeks* at the look-ahead (the next 80 ms of the queue, zeros if not there yet). The consumed
+Used by the engine's sessions, the server (through the session) and ``bench audio``. A live session is driven by
+``step()``: every step must produce a chunk, whether or not enough audio has arrived. So each voice *consumes*
+exactly one chunk of its queue per step (zeros where the queue runs short) and *peeks* at the look-ahead (the
+next 80 ms of the queue, zeros if not there yet). A caller that would rather wait for the look-ahead (a
+benchmark, a server that pushes ahead) asks :meth:`StreamTimeline.ready` first. The consumed
 audio forms the stream's timeline; a chunk's encoder window is the end of that timeline plus the peek, the
 same window :meth:`AudioFrontend.encode` cuts offline. When the whole audio is queued before the first step,
 the windows equal the offline ones (tested); when audio arrives just in time, the look-ahead is silence.
@@ -20,10 +21,11 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from streamavatar.audio.frontend import AudioFrontend
+from streamavatar.audio.frontend import AudioFrontend, check_mask
 from streamavatar.audio.io import ENCODER_SAMPLE_RATE, StreamingResampler, check_sample_rate, to_mono_float32
 from streamavatar.audio.vad import build_vad
 from streamavatar.audio.windows import SAMPLES_PER_VIDEO_FRAME, FrameWindows, gather_windows
+from streamavatar.errors import UserInputError
 
 
 class AudioQueue:
@@ -83,7 +85,20 @@ class StreamTimeline:
         self._tail = np.zeros(SAMPLES_PER_VIDEO_FRAME, np.float32)
         self._mask = self._vad.process(self._tail.reshape(1, -1))  # the latest VAD decisions, one per frame
 
-    def push(self, pcm, sample_rate: float, nonfinite: str) -> int:
+    @property
+    def lookahead_samples(self) -> int:
+        """Samples a chunk's encoder window reaches past the chunk's end (16 kHz)."""
+        return int(self.geometry.lookahead)
+
+    @property
+    def queued_samples(self) -> int:
+        return len(self.queue)
+
+    def ready(self) -> bool:
+        """Whether the next chunk and its whole look-ahead are queued (a step then sees no padded silence)."""
+        return len(self.queue) >= self.geometry.chunk_samples + self.geometry.lookahead
+
+    def push(self, pcm, sample_rate: float, nonfinite: str = "error") -> int:
         """Queue audio at any rate (validated, resampled to 16 kHz); returns the 16 kHz samples this push queued.
 
         One incremental resampler per rate keeps pieces seamless (pushing 20 ms pieces gives the samples one
@@ -112,8 +127,11 @@ class StreamTimeline:
                 self.queue.push(tail)
             self._resampler = None
 
-    def consume(self) -> tuple[np.ndarray, int, np.ndarray, np.ndarray]:
-        """Take one chunk: ``(encoder window, real samples taken, chunk audio, mask row of the chunk's frames)``."""
+    def consume(self, mask=None) -> tuple[np.ndarray, int, np.ndarray, np.ndarray]:
+        """Take one chunk: ``(encoder window, real samples taken, chunk audio, mask row of the chunk's frames)``.
+
+        ``mask`` (optional) replaces the VAD's row for this chunk: one value in [0, 1] for each of the
+        ``frames_per_chunk`` video frames its windows cover (the VAD state still advances)."""
         g = self.geometry
         n = g.chunk_samples
         if len(self.queue) < n + g.lookahead:
@@ -136,6 +154,12 @@ class StreamTimeline:
         prev = np.concatenate([np.zeros(r, np.float32), self._mask])[-r:] if r else np.zeros(0, np.float32)
         row = np.concatenate([prev, decided, ahead_mask]).astype(np.float32)
         self._mask = np.concatenate([self._mask, decided])[-max(r, 1):]
+        if mask is not None:
+            m = check_mask(mask)
+            if len(m) != g.frames_per_chunk:
+                raise UserInputError(f"a chunk mask needs {g.frames_per_chunk} values (one per video frame of the "
+                                     f"chunk's windows), got {len(m)}")
+            row = m.astype(np.float32)
         return wave, int(taken.size), chunk, row
 
 
@@ -164,11 +188,16 @@ class ChunkAudioEncoder:
                     self._silence = feats[j].clone()
         return [o if o is not None else self._silence for o in out]
 
-    def next_chunk(self) -> ChunkAudio:
-        """Consume one chunk of both voices and compute their windows (one batched encoder pass)."""
+    def ready(self) -> bool:
+        """Whether both voices hold the next chunk and its look-ahead."""
+        return self.talk.ready() and self.listen.ready()
+
+    def next_chunk(self, talk_mask=None, listen_mask=None) -> ChunkAudio:
+        """Consume one chunk of both voices and compute their windows (one batched encoder pass); masks
+        optionally replace the VAD (see :meth:`StreamTimeline.consume`)."""
         g = self.frontend.geometry
-        t_wave, t_n, t_chunk, t_row = self.talk.consume()
-        l_wave, l_n, l_chunk, l_row = self.listen.consume()
+        t_wave, t_n, t_chunk, t_row = self.talk.consume(talk_mask)
+        l_wave, l_n, l_chunk, l_row = self.listen.consume(listen_mask)
         feats = self._features([t_wave, l_wave])
         c = self.chunks_done
         talk = gather_windows(feats[0], torch.from_numpy(t_row), g, c)

@@ -30,6 +30,12 @@ OUTPUT_SAMPLE_RATE = 16000
 DEFAULT_RESOLUTION = 128
 
 
+def frames_to_uint8(video: torch.Tensor) -> np.ndarray:
+    """VAE output ``[1, 3, T, H, W]`` in [-1, 1] → uint8 ``[T, H, W, 3]``."""
+    unit = video[0].float().clamp(-1, 1).permute(1, 2, 3, 0)
+    return ((unit + 1) * K.PIXEL_HALF_RANGE).round().to(torch.uint8).numpy()
+
+
 def _device(spec: str) -> torch.device:
     try:
         dev = torch.device(spec)
@@ -78,7 +84,7 @@ class Pipeline:
         self.vae = load_vae(train.get("vae", DEFAULT_VAE), dtype=self.dtype).to(self.vae_device)
         a = folder.info.get("audio", {})
         adtype = audio_dtype or ("bfloat16" if self.dtype == torch.bfloat16 else "float32")
-        acfg = AudioConfig(backend=a.get("backend", train.get("audio_backend", "whisper-tiny")),
+        acfg = AudioConfig(backend=a.get("backend", train.get("audio_backend", K.DEFAULT_AUDIO_BACKEND)),
                            context_s=a.get("context_s", 2.0),
                            lookahead_ms=a.get("lookahead_ms", K.AUDIO_WINDOW_RADIUS_FRAMES * 1000 / K.VIDEO_FPS),
                            window_radius=a.get("window_radius", K.AUDIO_WINDOW_RADIUS_FRAMES),
@@ -124,9 +130,47 @@ class Pipeline:
     @torch.no_grad()
     def encode_reference(self, image_uint8: np.ndarray) -> torch.Tensor:
         """``res×res×3`` uint8 → normalised reference latent ``[1, z, 1, h, w]`` (float32, on the DiT device)."""
-        x = torch.from_numpy(image_uint8).float().div(127.5).sub(1.0).permute(2, 0, 1)[None, :, None]
+        x = torch.from_numpy(image_uint8).float().div(K.PIXEL_HALF_RANGE).sub(1.0).permute(2, 0, 1)[None, :, None]
         z = self.vae.encode(x.to(self.vae_device, self.vae.dtype))
         return z.float().to(self.dit_device)
+
+    # --- the three steps of a chunk, and the per-stream state they work on --------------------------------
+    def audio_stream(self, listen_backlog_s: float | None = 2.0):
+        """A stream's talk/listen audio queues (:class:`~streamavatar.audio.streaming.ChunkAudioEncoder`)."""
+        from streamavatar.audio.streaming import ChunkAudioEncoder
+
+        return ChunkAudioEncoder(self.frontend, listen_backlog_s)
+
+    def generator(self, seed: int) -> torch.Generator:
+        """The noise generator of a stream (on the DiT device)."""
+        return torch.Generator(device=self.dit_device).manual_seed(int(seed))
+
+    @torch.no_grad()
+    def start(self, reference_latent: torch.Tensor):
+        """A stream's sampler state (KV cache with the Reference Sink filled by the reference latent)."""
+        return self.sampler.start(reference_latent)
+
+    def decoder(self):
+        """A stream's causal VAE decoder."""
+        return self.vae.streaming_decoder()
+
+    @torch.no_grad()
+    def condition(self, audio) -> tuple[torch.Tensor, torch.Tensor]:
+        """One chunk's talk/listen windows (:class:`~streamavatar.audio.streaming.ChunkAudio`) → the DiT's
+        audio tokens."""
+        dev, dt = self.dit_device, self.dtype
+        return self.projector(audio.talk.windows[None].to(dev, dt), audio.listen.windows[None].to(dev, dt))
+
+    @torch.no_grad()
+    def denoise(self, state, tokens: tuple[torch.Tensor, torch.Tensor], generator: torch.Generator) -> torch.Tensor:
+        """Generate the next chunk's latents from the stream's sampler ``state`` (few-step, KV cache)."""
+        talk, listen = tokens
+        return self.sampler.next_chunk(state, talk_audio=talk, listen_audio=listen, generator=generator)
+
+    @torch.no_grad()
+    def decode(self, decoder, latents: torch.Tensor) -> np.ndarray:
+        """Latents → uint8 frames ``[T, H, W, 3]`` through the stream's causal ``decoder``."""
+        return frames_to_uint8(decoder.decode(latents.to(self.vae_device, self.vae.dtype)))
 
     def warmup(self) -> float:
         """Run one throwaway chunk (first calls of the encoder, DiT and VAE pay one-off costs); returns seconds."""
