@@ -21,7 +21,15 @@ from streamavatar.errors import UserInputError
 from streamavatar.models.audio_projector import AudioProjectorConfig
 from streamavatar.models.avatar_model import DIT_PREFIX, PROJECTOR_PREFIX, AvatarModel, ModelFiles, find_model_files
 from streamavatar.models.widen import widen_model
-from streamavatar.training.trainer import CHECKPOINT, LOG, TrainLog, open_checkpoint
+from streamavatar.training.trainer import (
+    CHECKPOINT,
+    LOG,
+    Objective,
+    Trainer,
+    TrainLog,
+    open_checkpoint,
+    trainer_config,
+)
 
 __all__ = ["CHECKPOINT", "LOG", "TrainLog", "DistillConfig", "load_run", "export_student"]
 
@@ -227,3 +235,26 @@ def export_student(out: Path, model_shadow: dict, projector_shadow: dict, teache
     state = {f"{DIT_PREFIX}{k}": v for k, v in model_shadow.items()}
     state.update({f"{PROJECTOR_PREFIX}{k}": v for k, v in projector_shadow.items()})
     bundle.save_pretrained(out, state_dict=state)
+
+
+# --- the phases' common part ------------------------------------------------------------------------------
+class StudentObjective(Objective):
+    """What both distillation phases share: the student (``model`` + ``projector``, averaged) and its export
+    (:func:`export_student` of the EMA weights after every checkpoint)."""
+
+    def __init__(self, cfg: DistillConfig, out: Path, teacher_info: dict, student_mc: ModelConfig) -> None:
+        super().__init__()
+        self.cfg, self.out, self.teacher_info, self.student_mc = cfg, Path(out), teacher_info, student_mc
+        self.ema_modules = ["model", "projector"]
+
+    def export(self, trainer: Trainer) -> None:
+        export_student(self.out, trainer.ema_state("model"), trainer.ema_state("projector"), self.teacher_info,
+                       self.student_mc, self.cfg, trainer.step)
+
+
+def fit_student(objective: StudentObjective, state: dict | None, progress: bool, on_checkpoint,
+                started: float) -> dict:
+    """Run a distillation objective in its run folder with the run's loop settings; the last logged row."""
+    trainer = Trainer(trainer_config(objective.cfg), objective, objective.out, run_config=asdict(objective.cfg),
+                      state=state, progress=progress, on_checkpoint=on_checkpoint, started=started)
+    return trainer.fit()

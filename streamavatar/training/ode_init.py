@@ -30,7 +30,6 @@ import hashlib
 import json
 import math
 import time
-from dataclasses import asdict
 from pathlib import Path
 
 import torch
@@ -44,9 +43,10 @@ from streamavatar.errors import UserInputError
 from streamavatar.models.dit import AvatarDiT
 from streamavatar.training.distill import (
     DistillConfig,
+    StudentObjective,
     check_teacher,
     collate,
-    export_student,
+    fit_student,
     load_init_run,
     load_run,
     load_windows,
@@ -54,8 +54,8 @@ from streamavatar.training.distill import (
     run_files,
     student_model_config,
 )
-from streamavatar.training.teacher import adamw, trainer_config
-from streamavatar.training.trainer import Objective, Trainer, autocast, finite
+from streamavatar.training.teacher import adamw
+from streamavatar.training.trainer import Trainer, autocast, finite
 
 #: Two σ closer than this are the same grid point.
 SIGMA_TOL = 1e-6
@@ -273,19 +273,18 @@ def pair_batch(pairs: dict[str, torch.Tensor], windows, rows: torch.Tensor) -> d
 
 
 # --- the run ----------------------------------------------------------------------------------------------
-class ODERegression(Objective):
+class ODERegression(StudentObjective):
     """Regression of the block-causal student onto cached teacher ODE trajectories (:func:`ode_regression_loss`)."""
 
     desc = "distill ode"
 
-    def __init__(self, cfg: DistillConfig, model: AvatarDiT, projector, pairs: dict, windows, stream: StreamConfig,
-                 export) -> None:
-        super().__init__()
-        self.cfg, self.pairs, self.windows, self.stream, self._export = cfg, pairs, windows, stream, export
+    def __init__(self, cfg: DistillConfig, out: Path, teacher_info: dict, student_mc, model: AvatarDiT, projector,
+                 pairs: dict, windows) -> None:
+        super().__init__(cfg, out, teacher_info, student_mc)
+        self.pairs, self.windows, self.stream = pairs, windows, student_mc.stream
         self.modules = {"model": model, "projector": projector}
         params = list(model.parameters()) + list(projector.parameters())
         self.optimizers = {"optimizer": (adamw(params, cfg.lr, cfg.weight_decay), params)}
-        self.ema_modules = ["model", "projector"]
         self.generator.manual_seed(cfg.seed + 1)
         n_levels = pairs["states"].shape[1]
         self.columns = ["loss", "grad_norm"] + [f"mse_l{k}" for k in range(n_levels)] + ["pairs"]
@@ -300,9 +299,6 @@ class ODERegression(Objective):
         if not finite(gn):
             return None
         return {**stats, "grad_norm": gn, "pairs": len(self.pairs["items"])}
-
-    def export(self, trainer: Trainer) -> None:
-        self._export(trainer)
 
 
 def train_ode(cfg: DistillConfig, resume: bool = False, progress: bool = True, on_checkpoint=None) -> dict:
@@ -325,12 +321,5 @@ def train_ode(cfg: DistillConfig, resume: bool = False, progress: bool = True, o
     init = cfg.init_from or cfg.teacher
     model, projector, i_info = load_init_run(init, cfg)
     check_teacher(cfg, i_info, f"--init-from {init}")
-
-    def export(trainer: Trainer) -> None:
-        export_student(out, trainer.ema_state("model"), trainer.ema_state("projector"), t_info, mc, cfg,
-                       trainer.step)
-
-    objective = ODERegression(cfg, model, projector, pairs, windows, mc.stream, export)
-    trainer = Trainer(trainer_config(cfg), objective, out, run_config=asdict(cfg), state=state, progress=progress,
-                      on_checkpoint=on_checkpoint, started=t_start)
-    return trainer.fit()
+    objective = ODERegression(cfg, out, t_info, mc, model, projector, pairs, windows)
+    return fit_student(objective, state, progress, on_checkpoint, t_start)

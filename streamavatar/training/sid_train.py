@@ -27,7 +27,6 @@ from __future__ import annotations
 
 import copy
 import time
-from dataclasses import asdict
 from pathlib import Path
 
 import torch
@@ -38,9 +37,10 @@ from streamavatar.errors import UserInputError
 from streamavatar.models.dit import AvatarDiT
 from streamavatar.training.distill import (
     DistillConfig,
+    StudentObjective,
     check_teacher,
     collate,
-    export_student,
+    fit_student,
     load_init_run,
     load_run,
     load_windows,
@@ -49,8 +49,7 @@ from streamavatar.training.distill import (
 )
 from streamavatar.training.self_forcing import check_rollout_length, random_exit_step, self_forcing_rollout
 from streamavatar.training.sid import fake_score_loss, noised, sid_generator_loss, x0_of
-from streamavatar.training.teacher import trainer_config
-from streamavatar.training.trainer import Objective, Trainer, finite
+from streamavatar.training.trainer import Trainer, finite
 
 
 class SiDModels:
@@ -143,14 +142,15 @@ def generator_step(m: SiDModels, batch: dict, window: int, g: torch.Generator) -
 SID_BETAS = (0.0, 0.999)
 
 
-class SiDObjective(Objective):
+class SiDObjective(StudentObjective):
     """SiD: ``fake_updates`` fake-score updates, then one generator update (see the module docstring)."""
 
     columns = ["sid_loss", "fake_loss", "grad_norm", "fake_grad_norm", "exit_step", "window", "sigma", "score_gap"]
 
-    def __init__(self, cfg: DistillConfig, m: SiDModels, windows, window: int, export) -> None:
-        super().__init__()
-        self.cfg, self.m, self.windows, self.window, self._export = cfg, m, windows, window, export
+    def __init__(self, cfg: DistillConfig, out: Path, teacher_info: dict, student_mc, m: SiDModels, windows,
+                 window: int) -> None:
+        super().__init__(cfg, out, teacher_info, student_mc)
+        self.m, self.windows, self.window = m, windows, window
         self.desc = f"distill sid ({cfg.fake_updates} fake : 1)"
         self.modules = {"model": m.student, "projector": m.s_proj, "fake": m.fake}
         g_params = list(m.student.parameters()) + list(m.s_proj.parameters())
@@ -159,7 +159,6 @@ class SiDObjective(Objective):
             p.requires_grad_(True)
         self.optimizers = {"optimizer": (torch.optim.Adam(g_params, lr=cfg.lr, betas=SID_BETAS), g_params),
                            "fake_optimizer": (torch.optim.Adam(f_params, lr=cfg.fake_lr, betas=SID_BETAS), f_params)}
-        self.ema_modules = ["model", "projector"]
         self.generator.manual_seed(cfg.seed + 2)
 
     def draw_batch(self) -> dict:
@@ -182,9 +181,6 @@ class SiDObjective(Objective):
         if not finite(gn):
             return None
         return {**stats, "fake_loss": sum(fake_losses) / len(fake_losses), "grad_norm": gn, "fake_grad_norm": fgn}
-
-    def export(self, trainer: Trainer) -> None:
-        self._export(trainer)
 
 
 def train_sid(cfg: DistillConfig, resume: bool = False, progress: bool = True, on_checkpoint=None) -> dict:
@@ -210,12 +206,5 @@ def train_sid(cfg: DistillConfig, resume: bool = False, progress: bool = True, o
     check_teacher(cfg, i_info, f"--init-from {init}")
     fake = copy.deepcopy(teacher)
     m = SiDModels(teacher, t_proj, student, s_proj, fake, cfg, mc.stream)
-
-    def export(trainer: Trainer) -> None:
-        export_student(out, trainer.ema_state("model"), trainer.ema_state("projector"), t_info, mc, cfg,
-                       trainer.step)
-
-    objective = SiDObjective(cfg, m, windows, window, export)
-    trainer = Trainer(trainer_config(cfg), objective, out, run_config=asdict(cfg), state=state, progress=progress,
-                      on_checkpoint=on_checkpoint, started=t_start)
-    return trainer.fit()
+    objective = SiDObjective(cfg, out, t_info, mc, m, windows, window)
+    return fit_student(objective, state, progress, on_checkpoint, t_start)

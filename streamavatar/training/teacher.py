@@ -23,7 +23,7 @@ from streamavatar.errors import UserInputError
 from streamavatar.models.avatar_model import DIT_PREFIX, PROJECTOR_PREFIX, AvatarModel
 from streamavatar.models.dit import AvatarDiT
 from streamavatar.models.widen import widen_model
-from streamavatar.training.trainer import CHECKPOINT, LOG, Objective, Trainer, TrainerConfig, finite, open_checkpoint
+from streamavatar.training.trainer import CHECKPOINT, LOG, Objective, Trainer, finite, open_checkpoint, trainer_config
 
 __all__ = ["CHECKPOINT", "CONFIG", "LOG", "WEIGHTS", "TeacherTrainConfig", "train_teacher"]
 
@@ -240,9 +240,3 @@ def train_teacher(cfg: TeacherTrainConfig, resume: bool = False, progress: bool 
                       on_checkpoint=on_checkpoint)
     bundle.save_config(out)
     return trainer.fit()
-
-
-def trainer_config(cfg) -> TrainerConfig:
-    """The loop settings of a teacher or distillation run config."""
-    return TrainerConfig(steps=cfg.steps, max_minutes=cfg.max_minutes, checkpoint_every=cfg.checkpoint_every,
-                         grad_clip=cfg.grad_clip, ema=cfg.ema, device=cfg.device, autocast=cfg.autocast)

@@ -80,6 +80,13 @@ def autocast(device: str | torch.device, dtype: str) -> contextlib.AbstractConte
     return torch.autocast(torch.device(device).type, dtype=AUTOCAST_DTYPES[dtype])
 
 
+def trainer_config(cfg) -> TrainerConfig:
+    """The loop settings of a run config with ``steps``, ``max_minutes``, ``checkpoint_every``, ``grad_clip``,
+    ``ema``, ``device`` and ``autocast`` fields (teacher and distillation runs)."""
+    return TrainerConfig(steps=cfg.steps, max_minutes=cfg.max_minutes, checkpoint_every=cfg.checkpoint_every,
+                         grad_clip=cfg.grad_clip, ema=cfg.ema, device=cfg.device, autocast=cfg.autocast)
+
+
 class Objective:
     """What one kind of run trains and how one step computes its losses (subclass and fill in)."""
 

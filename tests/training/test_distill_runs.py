@@ -9,7 +9,6 @@ import sys
 from dataclasses import asdict, replace
 from pathlib import Path
 
-import numpy as np
 import pytest
 import torch
 from safetensors.torch import load_file, save_file
@@ -23,6 +22,7 @@ from streamavatar.training.sid_train import train_sid
 from streamavatar.training.state import load_checkpoint
 from streamavatar.training.teacher import build_projector
 from tests.models.dit_helpers import make_model, small_dit_config
+from tests.training.kill_helpers import kill_9_then_resume, log_steps
 
 PRESET = "test-small"
 
@@ -65,10 +65,6 @@ def _cfg(s, out, **over) -> DistillConfig:
     return DistillConfig(**base)
 
 
-def _log_steps(run: Path) -> list[int]:
-    return [int(r.split(",")[0]) for r in (run / "train_log.csv").read_text().splitlines()[1:]]
-
-
 def test_ode_run_exports_a_student_folder_and_resume_continues_the_step_counter(setup, tmp_path):
     torch.set_num_threads(1)
     out = tmp_path / "ode"
@@ -78,7 +74,7 @@ def test_ode_run_exports_a_student_folder_and_resume_continues_the_step_counter(
     mtime = shards[0].stat().st_mtime_ns
     last = train_ode(_cfg(setup, out, steps=3), resume=True, progress=False)
     assert last["step"] == 3 and load_checkpoint(out / "checkpoint.pt")["step"] == 3
-    assert _log_steps(out) == [1, 2, 3]
+    assert log_steps(out) == [1, 2, 3]
     assert shards[0].stat().st_mtime_ns == mtime  # trajectories were reused, not regenerated
     teacher_info = json.loads((setup["teacher"] / "teacher.json").read_text())
     info = json.loads((out / "student.json").read_text())
@@ -104,7 +100,7 @@ def test_sid_run_from_the_ode_run_and_its_resume(setup, tmp_path):
     for k in ("sid_loss", "fake_loss", "grad_norm", "score_gap"):
         assert torch.isfinite(torch.tensor(last[k])), last
     last = train_sid(_cfg(setup, out, phase="sid", steps=2), resume=True, progress=False)
-    assert last["step"] == 2 and _log_steps(out) == [1, 2]
+    assert last["step"] == 2 and log_steps(out) == [1, 2]
     state = load_checkpoint(out / "checkpoint.pt")
     assert state["step"] == 2 and "fake" in state
     info = json.loads((out / "student.json").read_text())
@@ -197,52 +193,22 @@ def test_bad_config_values():
 
 
 # --- kill -9 and resume, through the command line ----------------------------------------------------------
-def _kill_9_then_resume(args: list[str], out: Path, at_least: int = 4) -> None:
-    """Start a long run, SIGKILL it once a checkpoint at step >= ``at_least`` is on disk, resume it for two more
-    steps: the step counter, the optimiser's step count and the log continue from the checkpoint."""
-    import os
-    import signal
-    import time
-
-    cmd = [sys.executable, "-m", "streamavatar", "train", "distill", "--threads", "1", *args]
-    proc = subprocess.Popen([*cmd, "--steps", "1000"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    ckpt = out / "checkpoint.pt"
-    deadline = time.monotonic() + 300
-    while time.monotonic() < deadline and proc.poll() is None:
-        if ckpt.exists() and load_checkpoint(ckpt)["step"] >= at_least:
-            break
-        time.sleep(0.5)
-    assert proc.poll() is None, proc.stderr.read()
-    os.kill(proc.pid, signal.SIGKILL)
-    proc.wait()
-    saved = load_checkpoint(ckpt)
-    step0 = saved["step"]
-    assert float(max(s["step"] for s in saved["optimizer"]["state"].values())) == step0
-    r = subprocess.run([*cmd, "--steps", str(step0 + 2), "--resume"], capture_output=True, text=True, timeout=300)
-    assert r.returncode == 0, r.stderr
-    resumed = load_checkpoint(ckpt)
-    assert resumed["step"] == step0 + 2
-    assert float(max(s["step"] for s in resumed["optimizer"]["state"].values())) == step0 + 2
-    assert _log_steps(out) == list(range(1, step0 + 3))  # rows logged after the checkpoint were dropped
-    rows = (out / "train_log.csv").read_text().splitlines()
-    header = rows[0].split(",")
-    loss_col = header.index("sid_loss" if "sid_loss" in header else "loss")
-    assert all(np.isfinite(float(r.split(",")[loss_col])) for r in rows[1:])
-
-
 def _distill_args(setup, out: Path, *extra: str) -> list[str]:
     return ["--teacher", str(setup["teacher"]), "--data", str(setup["corpus"]), "--out", str(out), "--preset",
             PRESET, "--split", setup["split"], "--feature-cache", str(setup["features"]), "--pairs", "2",
             "--pair-batch", "2", "--teacher-steps", "3", "--batch", "1", "--checkpoint-every", "2", *extra]
 
 
+DISTILL = ["train", "distill", "--threads", "1"]
+
+
 def test_ode_run_resumes_after_kill_9(setup, tmp_path):
-    _kill_9_then_resume(_distill_args(setup, tmp_path / "ode"), tmp_path / "ode")
+    kill_9_then_resume([*DISTILL, *_distill_args(setup, tmp_path / "ode")], tmp_path / "ode")
 
 
 def test_sid_run_resumes_after_kill_9(setup, tmp_path):
     ode = tmp_path / "ode"
     train_ode(_cfg(setup, ode, steps=1), progress=False)
     out = tmp_path / "sid"
-    _kill_9_then_resume(_distill_args(setup, out, "--phase", "sid", "--init-from", str(ode), "--fake-updates", "1"),
-                        out, at_least=2)
+    kill_9_then_resume([*DISTILL, *_distill_args(setup, out, "--phase", "sid", "--init-from", str(ode),
+                                                 "--fake-updates", "1")], out, at_least=2)
