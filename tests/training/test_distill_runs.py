@@ -6,15 +6,16 @@ import json
 import shutil
 import subprocess
 import sys
-from dataclasses import asdict, replace
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
 import torch
-from safetensors.torch import load_file, save_file
+from safetensors.torch import load_file
 
 from streamavatar.config import ModelConfig
 from streamavatar.data.synthetic import SynthConfig, build_corpus
+from streamavatar.models.avatar_model import AvatarModel
 from streamavatar.models.vae import VideoVAE, vae_preset
 from streamavatar.training.distill import DistillConfig
 from streamavatar.training.ode_init import train_ode
@@ -46,14 +47,12 @@ def setup(tmp_path_factory):
     projector, pc = build_projector(mc, frontend)
     randomize_(projector, seed=2)
     teacher = root / "teacher"
-    teacher.mkdir()
-    weights = {f"dit.{k}": v.to(torch.bfloat16) for k, v in model.state_dict().items()}
-    weights.update({f"projector.{k}": v.to(torch.bfloat16) for k, v in projector.state_dict().items()})
-    save_file(weights, str(teacher / "teacher.safetensors"))
     info = {"train": {"vae": str(vae_dir), "audio_backend": "mel", "frames": 9, "prediction": "x0",
-                      "feature_cache": None}, "model": mc.to_dict(), "projector": asdict(pc),
-            "audio": frontend.describe()}
-    (teacher / "teacher.json").write_text(json.dumps(info))
+                      "feature_cache": None}, "audio": frontend.describe()}
+    bundle = AvatarModel(mc, pc, info, kind="teacher")
+    bundle.dit.load_state_dict(model.state_dict())
+    bundle.projector.load_state_dict(projector.state_dict())
+    bundle.save_pretrained(teacher)
     return {"root": root, "corpus": corpus, "split": split, "teacher": teacher, "features": root / "features"}
 
 
