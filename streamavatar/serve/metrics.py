@@ -26,6 +26,9 @@ class SessionMetrics:
     utterances_ended: int = 0
     events_dropped: int = 0
     protocol_errors: int = 0
+    talk_samples_refused: int = 0
+    utterances_refused: int = 0
+    listen_samples_dropped: int = 0
     listen_samples_in: int = 0
     talk_samples_in: int = 0
     ttff_last_s: float | None = None
@@ -85,6 +88,12 @@ PROMETHEUS_SERIES = (
      "Chunks generated while an utterance's audio had not arrived yet"),
     ("streamavatar_session_interrupts_total", "interrupts", "counter", "Interrupts received"),
     ("streamavatar_session_protocol_errors_total", "protocol_errors", "counter", "Rejected client messages"),
+    ("streamavatar_session_talk_samples_refused_total", "talk_samples_refused", "counter",
+     "Agent-voice samples refused because max_talk_queue_s was queued (error queue_full)"),
+    ("streamavatar_session_utterances_refused_total", "utterances_refused", "counter",
+     "speak_start refused because max_utterances were queued (error queue_full)"),
+    ("streamavatar_session_listen_samples_dropped_total", "listen_samples_dropped", "counter",
+     "User-voice samples dropped beyond listen_backlog_s (oldest first)"),
 )
 
 
@@ -92,7 +101,8 @@ def render_prometheus(sessions: dict[str, dict], server: dict[str, float]) -> st
     """Prometheus text exposition of server-wide values and per-session snapshots (label ``session``)."""
     lines = []
     for name, value in server.items():
-        lines += [f"# TYPE {name} gauge", f"{name} {float(value)}"]
+        kind = "counter" if name.endswith("_total") else "gauge"
+        lines += [f"# TYPE {name} {kind}", f"{name} {float(value)}"]
     for name, key, kind, help_text in PROMETHEUS_SERIES:
         lines += [f"# HELP {name} {help_text}", f"# TYPE {name} {kind}"]
         for sid, snap in sessions.items():
