@@ -6,9 +6,12 @@ import asyncio
 import contextlib
 import json
 import logging
+import os
 import re
+import threading
 import time
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
@@ -25,7 +28,7 @@ from starlette.websockets import WebSocketDisconnect
 from streamavatar import constants as K
 from streamavatar.errors import UserInputError
 from streamavatar.serve.audio_in import StreamResampler
-from streamavatar.serve.avatars import AvatarStore, prepare_avatar
+from streamavatar.serve.avatars import AvatarStore, prepare_avatar, return_big_buffers_to_the_os
 from streamavatar.serve.config import ServeConfig
 from streamavatar.serve.generator import AvatarPipeline, load_generator, validate_chunk
 from streamavatar.serve.manager import NotReady, SessionLimitReached, SessionManager
@@ -39,6 +42,8 @@ STATIC_DIR = Path(__file__).with_name("static")
 #: Close codes of the session WebSocket (4000-4999 are application-defined).
 WS_UNAUTHORIZED, WS_TOO_MANY_ERRORS, WS_MESSAGE_TOO_BIG, WS_SERVER_ERROR = 4401, 4408, 1009, 1011
 MAX_PROTOCOL_ERRORS = 100
+#: How much lower than the server's own threads upload decoding runs (nice increment).
+UPLOAD_THREAD_NICENESS = 10
 #: Error codes of HTTP statuses the framework itself answers (unknown route, wrong method, ...).
 HTTP_CODES = {400: "bad_request", 401: "unauthorized", 403: "forbidden", 404: "not_found",
               405: "method_not_allowed", 413: "too_large", 415: "unsupported_media_type", 429: "too_many_requests"}
@@ -106,6 +111,12 @@ async def _read_body(request: Request, limit: int) -> bytes:
     return bytes(body)
 
 
+def _lower_thread_priority() -> None:
+    """Lower the calling thread's scheduling priority (Linux: nice is per thread; elsewhere a no-op)."""
+    with contextlib.suppress(AttributeError, OSError):
+        os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), UPLOAD_THREAD_NICENESS)
+
+
 def _warm_up(pipeline: AvatarPipeline) -> None:
     h, w = pipeline.frame_size
     session = pipeline.session(np.full((h, w, 3), 128, np.uint8))
@@ -120,7 +131,12 @@ def create_app(config: ServeConfig, pipeline: AvatarPipeline | None = None,
     avatars = AvatarStore(config.max_avatars)
     counters = {"uploads_refused_busy": 0, "websockets_refused": 0}
     uploads_in_progress = [0]
+    # Uploads are decoded on their own low-priority threads: on a busy machine the event loop (and so the slot
+    # loop of every live session) and the generation threads get the CPU first.
+    decoders = ThreadPoolExecutor(config.max_concurrent_uploads, thread_name_prefix="avatar-decode",
+                                  initializer=_lower_thread_priority)
     install_log_redaction()
+    return_big_buffers_to_the_os()  # a decoded 4096² upload must not stay in the allocator once freed
 
     async def load_and_warm_up() -> None:
         try:
@@ -147,6 +163,7 @@ def create_app(config: ServeConfig, pipeline: AvatarPipeline | None = None,
             with contextlib.suppress(asyncio.CancelledError):
                 await startup
             await manager.shutdown()
+            decoders.shutdown(wait=False, cancel_futures=True)
 
     app = FastAPI(title="streamavatar", version="0.1.0", lifespan=lifespan, docs_url=None, redoc_url=None)
     app.state.manager = manager
@@ -246,8 +263,9 @@ def create_app(config: ServeConfig, pipeline: AvatarPipeline | None = None,
         try:
             data = await _read_body(request, config.max_upload_bytes)
             # Decoding, resizing and hashing take ~0.2 s for a 4096² image: a worker thread, not the event loop.
-            avatar = await asyncio.to_thread(prepare_avatar, data, config.max_upload_bytes, config.max_image_pixels,
-                                             manager.pipeline.frame_size)
+            avatar = await asyncio.get_running_loop().run_in_executor(
+                decoders, prepare_avatar, data, config.max_upload_bytes, config.max_image_pixels,
+                manager.pipeline.frame_size)
         except UserInputError as exc:
             raise ApiError(413 if "more than" in str(exc) else 400, "bad_image", str(exc)) from None
         finally:

@@ -9,6 +9,8 @@ default model), whatever was uploaded. Decoding and hashing are CPU work: the se
 
 from __future__ import annotations
 
+import ctypes
+import ctypes.util
 import hashlib
 import io
 import warnings
@@ -24,6 +26,28 @@ from streamavatar.streaming.reference_image import to_rgb
 #: Container formats accepted (MPO is the multi-picture JPEG of phone cameras; its first picture is used).
 ACCEPTED_FORMATS = ("PNG", "JPEG", "MPO", "WEBP", "BMP")
 MIN_SIDE = 32
+
+
+#: glibc's ``M_MMAP_THRESHOLD`` parameter of ``mallopt``.
+_M_MMAP_THRESHOLD = -3
+#: Allocations from this size up get their own mapping, which ``free`` returns to the OS at once.
+MMAP_THRESHOLD_BYTES = 4 * 1024 * 1024
+
+
+def return_big_buffers_to_the_os() -> bool:
+    """Make glibc serve every allocation of :data:`MMAP_THRESHOLD_BYTES` or more with its own mapping (process-wide;
+    a no-op returning False where there is no glibc).
+
+    By default glibc raises that threshold to the largest block freed so far (up to 32 MB), so after the first
+    big upload the ~100 MB a 4096² decode allocates come from a worker thread's heap arena and stay there after
+    being freed: the server's RSS then sits ~100 MB higher per decoding thread. With a fixed threshold they are
+    unmapped when freed. (``malloc_trim`` after each decode would also return them, but it holds the allocator's
+    locks for tens of milliseconds, which makes the event loop late.)"""
+    try:
+        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
+        return bool(libc.mallopt(_M_MMAP_THRESHOLD, MMAP_THRESHOLD_BYTES))
+    except (OSError, AttributeError):
+        return False
 
 
 @dataclass(frozen=True)
@@ -98,7 +122,7 @@ def fit_to_frame(img: Image.Image, frame_size: tuple[int, int]) -> np.ndarray:
 
 def prepare_avatar(data: bytes, max_bytes: int, max_pixels: int, frame_size: tuple[int, int]) -> Avatar:
     """Upload bytes → an :class:`Avatar` at ``frame_size``; UserInputError for a bad upload (CPU-heavy: run it in
-    a worker thread)."""
+    a worker thread). The decoded full-size picture is freed before this returns."""
     img = open_upload(data, max_bytes, max_pixels)
     source_size = img.size
     image = fit_to_frame(img, frame_size)

@@ -80,6 +80,8 @@ PROMETHEUS_SERIES = (
      "Slots filled by repeating the last frame because generation was late"),
     ("streamavatar_session_dropped_talk_frames_total", "dropped_talk_frames", "counter",
      "Frames' worth of agent speech skipped to stay on time (behind_policy=drop)"),
+    ("streamavatar_session_late_slots_total", "late_slots", "counter",
+     "Slots the event loop itself sent more than one frame late"),
     ("streamavatar_session_muted_frames_total", "muted_frames", "counter",
      "Generated frames whose agent voice was cut by an interrupt"),
     ("streamavatar_session_interrupt_dropped_frames_total", "interrupt_dropped_frames", "counter",
