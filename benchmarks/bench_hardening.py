@@ -61,7 +61,8 @@ def start_server(code: str, size: int, port: int) -> subprocess.Popen:
     cmd = [sys.executable, "-m", "streamavatar", "serve", "--model", "fake", "--fake-size", str(size), "--host",
            "127.0.0.1", "--port", str(port), "--api-key", API_KEY, "--no-warmup", "--log-interval-s", "0",
            "--idle-timeout-s", "3600", "--max-sessions", "4"]
-    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env)
+    # cwd=code: "python -m" puts the working directory first on sys.path, so it must be the checkout under test
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env, cwd=code)
     end = time.monotonic() + 120
     while time.monotonic() < end:
         try:

@@ -19,7 +19,7 @@ import soundfile as sf
 from tqdm import tqdm
 
 from streamavatar import constants as K
-from streamavatar.atomic import atomic_output
+from streamavatar.atomic import atomic_output, temp_path_for
 from streamavatar.audio.io import (
     ENCODER_SAMPLE_RATE,
     MAX_CHANNELS,
@@ -43,14 +43,14 @@ def check_output_path(out: str | Path, suffix: str = ".mp4") -> Path:
     parent = p.parent if str(p.parent) else Path(".")
     if not parent.is_dir():
         raise UserInputError(f"cannot write {p}: folder {parent} does not exist")
-    existed = p.exists()
-    try:  # a real open: permission bits alone say nothing for root or read-only mounts
-        with open(p, "ab"):
+    probe = temp_path_for(p)  # the mp4 is written beside the target and renamed over it: the folder must take it
+    try:  # a real create: permission bits alone say nothing for root or read-only mounts
+        with open(probe, "xb"):
             pass
     except OSError as exc:
         raise UserInputError(f"cannot write {p}: {exc.strerror or exc}") from None
-    if not existed:
-        p.unlink()
+    finally:
+        probe.unlink(missing_ok=True)
     return p
 
 

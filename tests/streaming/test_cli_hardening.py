@@ -145,6 +145,7 @@ def test_every_input_is_checked_before_the_model_loads(media, bad_audio, tmp_pat
         (["--talk-audio", talk, "--seed", "9" * 5000], ["--seed", "5000 digits"]),
         (["--talk-audio", talk, "--seed", "-1"], ["--seed"]),
         (["--talk-audio", talk, "--seed", "x"], ["--seed", "whole number"]),
+        (["--talk-audio", talk, "--out", "/proc/x.mp4"], ["cannot write /proc/x.mp4"]),  # a folder no one can write
     ]
     for extra, words in cases:
         r = subprocess.run([sys.executable, "-m", "streamavatar", *base, *extra], capture_output=True, text=True,
