@@ -35,7 +35,7 @@ import numpy as np
 import torch
 
 from streamavatar import constants as K
-from streamavatar.errors import UserInputError
+from streamavatar.errors import SessionClosedError, UserInputError
 from streamavatar.streaming.chunk_audio import ChunkAudioEncoder
 from streamavatar.streaming.metrics import StreamMetrics
 from streamavatar.streaming.reference_image import load_reference
@@ -65,10 +65,6 @@ class Chunk:
 def frames_to_uint8(video: torch.Tensor) -> np.ndarray:
     """VAE output ``[1, 3, T, H, W]`` in [-1, 1] → uint8 ``[T, H, W, 3]``."""
     return ((video[0].float().clamp(-1, 1).permute(1, 2, 3, 0) + 1) * 127.5).round().to(torch.uint8).numpy()
-
-
-class SessionClosedError(UserInputError):
-    """Work asked of a :class:`Session` after :meth:`Session.close`."""
 
 
 class Session:
