@@ -35,7 +35,7 @@ import numpy as np
 import torch
 
 from streamavatar import constants as K
-from streamavatar.errors import SessionClosedError, UserInputError
+from streamavatar.errors import UserInputError
 from streamavatar.streaming.chunk_audio import ChunkAudioEncoder
 from streamavatar.streaming.metrics import StreamMetrics
 from streamavatar.streaming.reference_image import load_reference
@@ -100,6 +100,8 @@ class Session:
 
     def _check_open(self, what: str) -> None:
         if self.closed:
+            from streamavatar.errors import SessionClosedError
+
             raise SessionClosedError(f"{what}: this session is closed; start a new one with pipe.session(image)")
 
     # --- audio in -----------------------------------------------------------------------------------------

@@ -180,7 +180,7 @@ def test_import_stays_cheap():
 
 
 def test_a_closed_session_refuses_work(small_pipe):
-    from streamavatar.streaming.session import SessionClosedError
+    from streamavatar.errors import SessionClosedError
 
     sess = small_pipe.session(np.full((64, 64, 3), 120, np.uint8))
     sess.step()
