@@ -295,3 +295,36 @@ def test_session_tokens_never_reach_the_server_log():
         log, _ = proc.communicate(timeout=30)
     assert "WebSocket" in log and "token=***" in log, log[-2000:]
     assert s["token"] not in log and "a-wrong-token-value" not in log and API_KEY not in log
+
+
+def test_a_failing_websocket_handler_says_so_and_closes_properly(monkeypatch):
+    """A bug in message handling (simulated) must not kill the handler silently: an ``internal_error`` event,
+    then close 1011; the session goes on and a new socket works."""
+    real = app_module.parse_text
+
+    def broken(text):
+        if "boom" in text:
+            raise RuntimeError("simulated bug")
+        return real(text)
+
+    monkeypatch.setattr(app_module, "parse_text", broken)
+
+    async def main():
+        async with running_server(fake_config()) as (base, app):
+            async with httpx.AsyncClient() as c:
+                s = await create_session(c, base)
+                url = f"ws://{base}/v1/sessions/{s['session_id']}/ws?token={s['token']}"
+                async with websockets.connect(url) as ws:
+                    await ws.send(json.dumps({"type": "ping", "id": "boom"}))
+                    e = await next_event(ws, "error")
+                    assert e["code"] == "internal_error" and "reconnect" in e["message"]
+                    with pytest.raises(websockets.ConnectionClosed):
+                        while True:
+                            await asyncio.wait_for(ws.recv(), 10)
+                    assert ws.close_code == 1011
+                assert not app.state.manager.get(s["session_id"]).closed
+                async with websockets.connect(url) as ws:
+                    await ws.send(json.dumps({"type": "ping", "id": 5}))
+                    assert (await next_event(ws, "pong"))["id"] == 5
+
+    asyncio.run(main())
