@@ -28,7 +28,7 @@ from starlette.websockets import WebSocketDisconnect
 from streamavatar import constants as K
 from streamavatar.errors import UserInputError
 from streamavatar.serve.audio_in import StreamResampler
-from streamavatar.serve.avatars import AvatarStore, prepare_avatar, return_big_buffers_to_the_os
+from streamavatar.serve.avatars import Avatar, AvatarStore, prepare_avatar, return_big_buffers_to_the_os
 from streamavatar.serve.config import ServeConfig
 from streamavatar.serve.generator import AvatarPipeline, load_generator, validate_chunk
 from streamavatar.serve.manager import NotReady, SessionLimitReached, SessionManager
@@ -251,7 +251,8 @@ def create_app(config: ServeConfig, pipeline: AvatarPipeline | None = None,
         return config.public_dict()
 
     # --- avatars ----------------------------------------------------------------------------------------------
-    async def upload_avatar(request: Request) -> dict:
+    async def upload_avatar(request: Request) -> Avatar:
+        """Decode, fit and cache the uploaded image (in a worker thread); the cached Avatar."""
         if manager.pipeline is None:
             raise ApiError(503, "not_ready", f"the server is not ready: {manager.not_ready_reason}; avatars are "
                            "stored at the model's frame size, so uploads wait for the model")
@@ -270,12 +271,12 @@ def create_app(config: ServeConfig, pipeline: AvatarPipeline | None = None,
             raise ApiError(413 if "more than" in str(exc) else 400, "bad_image", str(exc)) from None
         finally:
             uploads_in_progress[0] -= 1
-        return avatars.add(avatar).info()
+        return avatars.add(avatar)
 
     @app.post("/v1/avatars")
     async def post_avatar(request: Request) -> dict:
         require_api_key(request)
-        return await upload_avatar(request)
+        return (await upload_avatar(request)).info()
 
     @app.get("/v1/avatars")
     async def list_avatars(request: Request) -> dict:
@@ -307,7 +308,7 @@ def create_app(config: ServeConfig, pipeline: AvatarPipeline | None = None,
                 raise ApiError(404, "unknown_avatar", f"no avatar {aid[:40]!r}; upload it with POST /v1/avatars") \
                     from None
         elif ctype.startswith("image/") or ctype == "application/octet-stream":
-            avatar = avatars.get((await upload_avatar(request))["avatar_id"])
+            avatar = await upload_avatar(request)
         else:
             raise ApiError(415, "unsupported_media_type", f"Content-Type must be application/json or image/*, got "
                            f"{ctype[:60]!r}")
