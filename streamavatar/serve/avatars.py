@@ -2,7 +2,7 @@
 
 An upload is decoded once (size checked from the header first, decompression bombs refused), centre-cropped to
 the model's aspect and resized to its frame size, exactly as the engine would prepare it; only that small image
-is kept. So the cache costs at most ``max_avatars × H × W × 3`` bytes (32 × 128 × 128 × 3 = 1.5 MB for the
+is kept. So the cache costs at most ``max_avatars × H × W × 3`` bytes (32 × 128 × 128 × 3 = 1.6 MB for the
 default model), whatever was uploaded. Decoding and hashing are CPU work: the server runs
 :func:`prepare_avatar` in a worker thread, never on the event loop.
 """
