@@ -9,8 +9,6 @@ default model), whatever was uploaded. Decoding and hashing are CPU work: the se
 
 from __future__ import annotations
 
-import ctypes
-import ctypes.util
 import hashlib
 import io
 import warnings
@@ -28,26 +26,26 @@ ACCEPTED_FORMATS = ("PNG", "JPEG", "MPO", "WEBP", "BMP")
 MIN_SIDE = 32
 
 
-#: glibc's ``M_MMAP_THRESHOLD`` parameter of ``mallopt``.
-_M_MMAP_THRESHOLD = -3
-#: Allocations from this size up get their own mapping, which ``free`` returns to the OS at once.
-MMAP_THRESHOLD_BYTES = 4 * 1024 * 1024
+#: Pillow allocates image memory in blocks of at most this many bytes (its default is 16 MiB).
+PIL_BLOCK_BYTES = 64 * 1024 * 1024
 
 
 def return_big_buffers_to_the_os() -> bool:
-    """Make glibc serve every allocation of :data:`MMAP_THRESHOLD_BYTES` or more with its own mapping (process-wide;
-    a no-op returning False where there is no glibc).
+    """Let Pillow allocate a decoded picture in blocks of up to :data:`PIL_BLOCK_BYTES` (process-wide; False if
+    this Pillow has no such setting).
 
-    By default glibc raises that threshold to the largest block freed so far (up to 32 MB), so after the first
-    big upload the ~100 MB a 4096² decode allocates come from a worker thread's heap arena and stay there after
-    being freed: the server's RSS then sits ~100 MB higher per decoding thread. With a fixed threshold they are
-    unmapped when freed. (``malloc_trim`` after each decode would also return them, but it holds the allocator's
-    locks for tens of milliseconds, which makes the event loop late.)"""
+    With Pillow's 16 MiB blocks, glibc serves them from a worker thread's heap once its dynamic mmap threshold
+    has risen (it follows the largest block freed, up to 32 MiB), and keeps them after they are freed: after
+    the first 4096² upload the server's RSS then sits ~100 MB higher per decoding thread. A 4096² picture in
+    one 48-64 MiB block is always above that threshold, so it gets its own mapping and goes back to the OS when
+    freed. (Smaller pictures use blocks of their own size, so nothing is over-allocated. ``malloc_trim`` after
+    each decode would also return the memory, but it holds the allocator's locks long enough to make the event
+    loop late; a fixed, low glibc threshold would too, but it slowed the engine's own large tensors by ~10 %.)"""
     try:
-        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
-        return bool(libc.mallopt(_M_MMAP_THRESHOLD, MMAP_THRESHOLD_BYTES))
-    except (OSError, AttributeError):
+        Image.core.set_block_size(PIL_BLOCK_BYTES)
+    except (AttributeError, ValueError):
         return False
+    return True
 
 
 @dataclass(frozen=True)
