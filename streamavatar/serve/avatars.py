@@ -40,7 +40,7 @@ def return_big_buffers_to_the_os() -> bool:
     one 48-64 MiB block is always above that threshold, so it gets its own mapping and goes back to the OS when
     freed. (Smaller pictures use blocks of their own size, so nothing is over-allocated. ``malloc_trim`` after
     each decode would also return the memory, but it holds the allocator's locks long enough to make the event
-    loop late; a fixed, low glibc threshold would too, but it slowed the engine's own large tensors by ~10 %.)"""
+    loop late; a fixed 4 MiB glibc threshold would too, but it made the real engine's steps 8-15 % slower.)"""
     try:
         Image.core.set_block_size(PIL_BLOCK_BYTES)
     except (AttributeError, ValueError):
