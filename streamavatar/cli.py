@@ -8,7 +8,9 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import signal
 import sys
+import threading
 from collections.abc import Callable, Sequence
 
 from streamavatar.errors import UserInputError
@@ -35,6 +37,14 @@ GROUP_HELP = {
     "sample": "sample from trained models",
     "eval": "evaluate generated videos",
 }
+
+
+class Terminated(KeyboardInterrupt):
+    """SIGTERM, raised in the main thread so that it unwinds like Ctrl-C (temporary outputs are removed)."""
+
+
+def _raise_terminated(signum: int, _frame) -> None:
+    raise Terminated(signum)
 
 
 class OneLineParser(argparse.ArgumentParser):
@@ -96,14 +106,24 @@ def main(argv: Sequence[str] | None = None) -> int:
     if not getattr(args, "func", None):
         parser.print_help(sys.stderr)
         return 2
+    in_main = threading.current_thread() is threading.main_thread()  # signal handlers live in the main thread
+    previous = signal.getsignal(signal.SIGTERM) if in_main else None
+    if in_main:
+        signal.signal(signal.SIGTERM, _raise_terminated)  # a SIGTERM unwinds like Ctrl-C (exit status 143)
     try:
         return int(args.func(args) or 0)
     except (UserInputError, FileNotFoundError, PermissionError, IsADirectoryError, NotADirectoryError) as exc:
         print(f"streamavatar: error: {exc}", file=sys.stderr)
         return 2
+    except Terminated:
+        print("streamavatar: terminated", file=sys.stderr)
+        return 128 + signal.SIGTERM
     except KeyboardInterrupt:
         print("streamavatar: interrupted", file=sys.stderr)
         return 130
+    finally:
+        if in_main:
+            signal.signal(signal.SIGTERM, previous)
 
 
 if __name__ == "__main__":

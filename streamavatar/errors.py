@@ -5,3 +5,7 @@ from __future__ import annotations
 
 class UserInputError(ValueError):
     """Bad input from a user: a file, a flag, an array shape. The message says what was expected and what came."""
+
+
+class SessionClosedError(UserInputError):
+    """Work asked of a streaming ``Session`` after its ``close()``."""

@@ -6,7 +6,7 @@ import argparse
 import json
 import sys
 
-from streamavatar.cli_args import positive_int
+from streamavatar.cli_args import positive_int, seed_int
 
 
 def _stream(args: argparse.Namespace) -> int:
@@ -45,5 +45,5 @@ def register(tree) -> None:
     p.add_argument("--threads", type=positive_int("--threads"), default=None,
                    help="torch threads per stage (default 1 on CPU)")
     p.add_argument("--no-overlap", action="store_true", help="decode on the DiT's thread (no pipelining)")
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--seed", type=seed_int(), default=0, help="noise seed, 0 to 2**64-1")
     p.add_argument("--json", action="store_true", help="print one JSON object")

@@ -43,7 +43,11 @@ def _sheet(args: argparse.Namespace) -> int:
     out = args.out
     if not out.lower().endswith(".png"):
         raise UserInputError(f"--out must be a .png file, got {out}")
-    contact_sheet(args.data, n_identities=args.identities).save(out)
+    from streamavatar.atomic import atomic_output
+
+    sheet = contact_sheet(args.data, n_identities=args.identities)
+    with atomic_output(out) as tmp:
+        sheet.save(tmp, format="PNG")
     print(out)
     return 0
 

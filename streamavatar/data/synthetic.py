@@ -25,6 +25,7 @@ import numpy as np
 import soundfile as sf
 from tqdm import tqdm
 
+from streamavatar.atomic import atomic_write_text
 from streamavatar.constants import VIDEO_FPS
 from streamavatar.data.avatar import Identity, sample_identity
 from streamavatar.data.behaviour import STATE_NAMES, Behaviour, compute_behaviour
@@ -272,7 +273,7 @@ def build_corpus(out: str | Path, cfg: SynthConfig, progress: bool = True) -> di
         "clips": entries,
     }
     for s in SPLITS:
-        (out / f"{s}.txt").write_text("".join(f"{e['path']}\n" for e in entries if e["split"] == s))
+        atomic_write_text(out / f"{s}.txt", "".join(f"{e['path']}\n" for e in entries if e["split"] == s))
     tmp = out / "index.json.tmp"
     tmp.write_text(json.dumps(index, indent=1))
     os.replace(tmp, out / "index.json")

@@ -21,6 +21,7 @@ from safetensors.torch import load_file, save_file
 from torch import nn
 from torch.nn import functional as F
 
+from streamavatar.atomic import atomic_output, atomic_write_text
 from streamavatar.errors import UserInputError
 
 #: Regressed annotation keys, in output order (radians for angles; mouth values 0..1).
@@ -143,11 +144,12 @@ def save_judge(model: Judge, folder: str | Path, report: dict | None = None) -> 
     folder.mkdir(parents=True, exist_ok=True)
     state = {k: v.detach().to(torch.bfloat16).contiguous() if v.is_floating_point() else v.contiguous()
              for k, v in model.state_dict().items()}
-    save_file(state, str(folder / "judge.safetensors"))
+    with atomic_output(folder / "judge.safetensors") as tmp:
+        save_file(state, str(tmp))
     info = {"config": model.cfg.to_json()}
     if report:
         info["report"] = report
-    (folder / "judge.json").write_text(json.dumps(info, indent=1))
+    atomic_write_text(folder / "judge.json", json.dumps(info, indent=1))
 
 
 def load_judge(folder: str | Path | None = None) -> Judge:

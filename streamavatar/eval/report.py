@@ -7,6 +7,7 @@ from pathlib import Path
 
 import numpy as np
 
+from streamavatar.atomic import atomic_output, atomic_write_text
 from streamavatar.eval.evaluation import ClipEvaluation
 from streamavatar.eval.plots import line_plot, scatter_plot
 
@@ -64,7 +65,7 @@ def write_report(result: dict, clips: list[ClipEvaluation], out: str | Path, fps
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     paths = [out / "metrics.json", out / "report.md", out / "drift.png", out / "sync_scatter.png"]
-    paths[0].write_text(json.dumps(result, indent=1, default=float))
+    atomic_write_text(paths[0], json.dumps(result, indent=1, default=float))
     s = result["summary"]
     md = [f"# Evaluation of {result['generated']}", "",
           f"{s['clips']} clip(s) against the corpus at {result['corpus']}"
@@ -78,7 +79,7 @@ def write_report(result: dict, clips: list[ClipEvaluation], out: str | Path, fps
         md.append(f"| {c.clip_id} | {_fmt(m['lip_sync']['vs_ground_truth_video']['r'])} | "
                   f"{_fmt(sync.get('offset'))} | {_fmt(sync.get('confidence'))} | "
                   f"{_fmt(m['drift']['identity_distance']['mean'])} | {_fmt(m['drift']['background_error']['mean'])} |")
-    paths[1].write_text("\n".join(md) + "\n")
+    atomic_write_text(paths[1], "\n".join(md) + "\n")
     series = []
     for c in clips:
         t = np.arange(len(c.identity_distance)) / fps
@@ -91,8 +92,11 @@ def write_report(result: dict, clips: list[ClipEvaluation], out: str | Path, fps
     both = Image.new("RGB", (top.width, top.height * 2), "white")
     both.paste(top, (0, 0))
     both.paste(bg, (0, top.height))
-    both.save(paths[2], optimize=True)
+    with atomic_output(paths[2]) as tmp:
+        both.save(tmp, format="PNG", optimize=True)
     gx = np.concatenate([c.mouth_reference for c in clips])
     gy = np.concatenate([c.mouth_generated for c in clips])
-    scatter_plot(gx, gy, "mouth opening per frame", "ground-truth video", "generated").save(paths[3], optimize=True)
+    with atomic_output(paths[3]) as tmp:
+        scatter_plot(gx, gy, "mouth opening per frame", "ground-truth video", "generated").save(tmp, format="PNG",
+                                                                                             optimize=True)
     return paths

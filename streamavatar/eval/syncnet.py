@@ -22,6 +22,7 @@ from safetensors.torch import load_file, save_file
 from torch import nn
 from torch.nn import functional as F
 
+from streamavatar.atomic import atomic_output, atomic_write_text
 from streamavatar.errors import UserInputError
 from streamavatar.eval.audio_features import MELS_PER_FRAME, N_MELS
 from streamavatar.eval.mouth_crop import CROP_H, CROP_W
@@ -125,10 +126,10 @@ def save_syncnet(model: SyncNet, folder: str | Path, report: dict | None = None)
     """Write ``syncnet.safetensors`` (bf16) and ``syncnet.json`` to ``folder``."""
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
-    save_file({k: v.detach().to(torch.bfloat16).contiguous() for k, v in model.state_dict().items()},
-              str(folder / "syncnet.safetensors"))
-    (folder / "syncnet.json").write_text(json.dumps({"window": WINDOW, "embed": EMBED, "crop": [CROP_H, CROP_W],
-                                                     "report": report or {}}, indent=1))
+    with atomic_output(folder / "syncnet.safetensors") as tmp:
+        save_file({k: v.detach().to(torch.bfloat16).contiguous() for k, v in model.state_dict().items()}, str(tmp))
+    atomic_write_text(folder / "syncnet.json", json.dumps({"window": WINDOW, "embed": EMBED, "crop": [CROP_H, CROP_W],
+                                                           "report": report or {}}, indent=1))
 
 
 def load_syncnet(folder: str | Path | None = None) -> SyncNet:

@@ -268,11 +268,14 @@ class VideoVAE(nn.Module):
         """Write ``config.json`` and ``model.safetensors`` (weights cast to ``dtype``)."""
         from safetensors.torch import save_file
 
+        from streamavatar.atomic import atomic_output, atomic_write_text
+
         directory = Path(directory)
         directory.mkdir(parents=True, exist_ok=True)
         state = {k: v.detach().to(dtype).contiguous() for k, v in self.net.state_dict().items()}
-        save_file(state, str(directory / WEIGHTS_FILE))
-        (directory / CONFIG_FILE).write_text(json.dumps(self.config.to_dict(), indent=1) + "\n")
+        with atomic_output(directory / WEIGHTS_FILE) as tmp:  # a stopped export never leaves half a file
+            save_file(state, str(tmp))
+        atomic_write_text(directory / CONFIG_FILE, json.dumps(self.config.to_dict(), indent=1) + "\n")
 
     @staticmethod
     def from_pretrained(directory: str | Path, expected_preset: str | None = None,

@@ -7,6 +7,10 @@ arrival jitter of a real-time source), or it ended, or ``2 * prebuffer_s`` passe
 a slow text-to-speech does not hold it back for ever). Once playing, each chunk takes what is queued, up to
 a chunk; a shortfall is an underrun (silence inside the utterance). One chunk takes audio from one
 utterance.
+
+Limits: at most ``max_samples`` samples and ``max_utterances`` utterances are queued; audio or a
+``speak_start`` beyond them is refused with :class:`QueueFull` (nothing of it is queued), so what a client
+can make the server hold is bounded whatever it sends.
 """
 
 from __future__ import annotations
@@ -15,6 +19,9 @@ from collections import deque
 from dataclasses import dataclass, field
 
 import numpy as np
+
+#: Pieces shorter than this are joined to the previous one, so memory follows the samples, not the message count.
+COALESCE_SAMPLES = 4096
 
 
 @dataclass
@@ -42,12 +49,27 @@ class Take:
     underrun: bool
 
 
-class AgentVoiceQueue:
-    """Per-session FIFO of utterances."""
+class QueueFull(Exception):
+    """Audio or an utterance refused because the queue is at its limit; ``what`` is ``samples`` or
+    ``utterances``."""
 
-    def __init__(self, prebuffer_s: float, sample_rate: int) -> None:
+    def __init__(self, what: str, message: str) -> None:
+        super().__init__(message)
+        self.what = what
+        self.message = message
+
+
+class AgentVoiceQueue:
+    """Per-session FIFO of utterances (bounded: ``max_samples`` queued samples, ``max_utterances`` utterances;
+    None = unbounded)."""
+
+    def __init__(self, prebuffer_s: float, sample_rate: int, max_samples: int | None = None,
+                 max_utterances: int | None = None) -> None:
         self.prebuffer_s = prebuffer_s
+        self.sample_rate = sample_rate
         self.prebuffer_samples = int(round(prebuffer_s * sample_rate))
+        self.max_samples = max_samples
+        self.max_utterances = max_utterances
         self._queue: deque[Utterance] = deque()
         self._counter = 0
 
@@ -66,8 +88,14 @@ class AgentVoiceQueue:
             return self._queue[-1]
         return None
 
+    def _check_room_for_utterance(self) -> None:
+        if self.max_utterances is not None and len(self._queue) >= self.max_utterances:
+            raise QueueFull("utterances", f"{len(self._queue)} utterances are queued, the limit (max_utterances="
+                            f"{self.max_utterances}); wait for speak_ended events or send interrupt")
+
     def start(self, utterance_id: str | None = None) -> str:
-        """``speak_start``: end any open utterance and open a new explicit one."""
+        """``speak_start``: end any open utterance and open a new explicit one (QueueFull at the limit)."""
+        self._check_room_for_utterance()
         cur = self.open_utterance()
         if cur is not None:
             cur.ended = True
@@ -84,10 +112,23 @@ class AgentVoiceQueue:
         return cur.id
 
     def push(self, pcm: np.ndarray, now: float) -> str:
-        """Queue agent samples (int16, at the generator's rate); returns their utterance id."""
-        cur = self.open_utterance() or self._open_implicit()
+        """Queue agent samples (int16, at the generator's rate); returns their utterance id. Raises
+        :class:`QueueFull` (and queues nothing) when they would take the queue past ``max_samples``."""
+        queued = self.queued_samples
+        if self.max_samples is not None and queued + pcm.size > self.max_samples:
+            rate = self.sample_rate
+            raise QueueFull("samples", f"{pcm.size / rate:.2f} s of agent audio refused: {queued / rate:.1f} s are "
+                            f"queued and the limit is {self.max_samples / rate:g} s (max_talk_queue_s); send audio "
+                            "no faster than it plays, or interrupt")
+        cur = self.open_utterance()
+        if cur is None:
+            self._check_room_for_utterance()
+            cur = self._open_implicit()
         if pcm.size:
-            cur.parts.append(pcm)
+            if cur.parts and cur.parts[-1].size < COALESCE_SAMPLES:  # many tiny pieces cost more than their samples
+                cur.parts[-1] = np.concatenate([cur.parts[-1], pcm])
+            else:
+                cur.parts.append(pcm)
             cur.queued += pcm.size
             if cur.first_audio_at is None:
                 cur.first_audio_at = now

@@ -18,6 +18,7 @@ import yaml
 from streamavatar.errors import UserInputError
 
 BehindPolicy = Literal["hold", "drop"]
+CHUNK_S = 0.48  # one chunk of 12 frames at 25 fps (streamavatar.constants.CHUNK_SECONDS)
 
 
 @dataclass(frozen=True)
@@ -38,7 +39,13 @@ class ServeConfig:
     max_upload_bytes: int = 8 * 1024 * 1024
     max_image_pixels: int = 4096 * 4096
     max_avatars: int = 32
+    max_concurrent_uploads: int = 2
     ws_max_message_bytes: int = 1024 * 1024
+    max_websockets_per_session: int = 4
+    max_tokens_per_session: int = 8
+    max_talk_queue_s: float = 120.0
+    max_utterances: int = 16
+    listen_backlog_s: float = 0.96
     max_sdp_bytes: int = 64 * 1024
     lead_chunks: int = 1
     lead_margin_s: float = 0.2
@@ -56,7 +63,10 @@ class ServeConfig:
 
     def __post_init__(self) -> None:
         positive = ("port", "fake_size", "max_sessions", "token_ttl_s", "idle_timeout_s", "max_duration_s",
-                    "max_upload_bytes", "max_image_pixels", "max_avatars", "ws_max_message_bytes", "max_sdp_bytes",
+                    "max_upload_bytes", "max_image_pixels", "max_avatars", "max_concurrent_uploads",
+                    "ws_max_message_bytes",
+                    "max_websockets_per_session", "max_tokens_per_session", "max_talk_queue_s", "max_utterances",
+                    "listen_backlog_s", "max_sdp_bytes",
                     "lead_chunks", "parallel_generations", "metrics_interval_s")
         for name in positive:
             value = getattr(self, name)
@@ -64,6 +74,10 @@ class ServeConfig:
                 raise UserInputError(f"{name} must be positive, got {value!r}")
         if not 0 <= self.prebuffer_s <= 10:
             raise UserInputError(f"prebuffer_s must be between 0 and 10 seconds, got {self.prebuffer_s}")
+        least = max(CHUNK_S, self.prebuffer_s) + CHUNK_S  # an utterance must be able to start playing
+        if self.max_talk_queue_s < least:
+            raise UserInputError(f"max_talk_queue_s must be at least prebuffer_s plus one chunk ({least:g} s), "
+                                 f"got {self.max_talk_queue_s}")
         if self.log_interval_s < 0:
             raise UserInputError(f"log_interval_s must be >= 0 (0 = off), got {self.log_interval_s}")
         if not 0 <= self.lead_margin_s <= 10:
@@ -107,8 +121,15 @@ FIELD_HELP = {
     "cors_origins": "comma-separated allowed CORS origins (empty: same origin only)",
     "max_upload_bytes": "largest accepted reference-image upload",
     "max_image_pixels": "largest accepted reference image (width x height)",
-    "max_avatars": "cached reference images (least recently used are evicted)",
+    "max_avatars": "cached reference images, each kept at the model's frame size (least recently used are evicted)",
+    "max_concurrent_uploads": "image uploads decoded at once; one more gets HTTP 429 (retry later)",
     "ws_max_message_bytes": "largest accepted WebSocket message",
+    "max_websockets_per_session": "WebSockets open at once per session; one more is refused (HTTP 429)",
+    "max_tokens_per_session": "valid tokens per session; issuing one more revokes the oldest",
+    "max_talk_queue_s": "seconds of agent audio queued per session; audio beyond it is refused (error queue_full)",
+    "max_utterances": "agent utterances queued per session; one more speak_start is refused (error queue_full)",
+    "listen_backlog_s": "seconds of user audio kept between steps (the oldest is dropped; live audio is heard, "
+                        "not replayed)",
     "max_sdp_bytes": "largest accepted SDP offer",
     "lead_chunks": "at most this many chunks generated ahead of playout (pipeline depth)",
     "lead_margin_s": "start the next chunk when the frames left to send cover the expected generation time "

@@ -49,6 +49,8 @@ class SessionManager:
         self.sessions: dict[str, SessionRuntime] = {}
         self._tokens: dict[str, Token] = {}
         self._creating = 0
+        #: Tokens revoked because a session had ``max_tokens_per_session`` valid ones (exported at /metrics).
+        self.tokens_revoked = 0
         self._generation_slots: asyncio.Semaphore | None = None
         self._reaper: asyncio.Task | None = None
 
@@ -116,10 +118,15 @@ class SessionManager:
 
     # --- tokens ---------------------------------------------------------------------------------------------
     def issue_token(self, session_id: str) -> Token:
-        """A fresh token for ``session_id`` valid for ``token_ttl_s``."""
+        """A fresh token for ``session_id`` valid for ``token_ttl_s``; beyond ``max_tokens_per_session`` valid
+        tokens the oldest of that session is revoked (so refreshing cannot grow the token table)."""
         self._drop_expired()
         token = Token(secrets.token_urlsafe(24), session_id, self.now() + self.config.token_ttl_s)
         self._tokens[token.value] = token
+        mine = [v for v, t in self._tokens.items() if t.session_id == session_id]  # insertion order = age
+        for value in mine[:max(0, len(mine) - self.config.max_tokens_per_session)]:
+            del self._tokens[value]
+            self.tokens_revoked += 1
         return token
 
     def check_token(self, session_id: str, value: str | None) -> bool:

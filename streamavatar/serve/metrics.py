@@ -26,6 +26,9 @@ class SessionMetrics:
     utterances_ended: int = 0
     events_dropped: int = 0
     protocol_errors: int = 0
+    talk_samples_refused: int = 0
+    utterances_refused: int = 0
+    listen_samples_dropped: int = 0
     listen_samples_in: int = 0
     talk_samples_in: int = 0
     ttff_last_s: float | None = None
@@ -77,6 +80,8 @@ PROMETHEUS_SERIES = (
      "Slots filled by repeating the last frame because generation was late"),
     ("streamavatar_session_dropped_talk_frames_total", "dropped_talk_frames", "counter",
      "Frames' worth of agent speech skipped to stay on time (behind_policy=drop)"),
+    ("streamavatar_session_late_slots_total", "late_slots", "counter",
+     "Slots the event loop itself sent more than one frame late"),
     ("streamavatar_session_muted_frames_total", "muted_frames", "counter",
      "Generated frames whose agent voice was cut by an interrupt"),
     ("streamavatar_session_interrupt_dropped_frames_total", "interrupt_dropped_frames", "counter",
@@ -85,6 +90,12 @@ PROMETHEUS_SERIES = (
      "Chunks generated while an utterance's audio had not arrived yet"),
     ("streamavatar_session_interrupts_total", "interrupts", "counter", "Interrupts received"),
     ("streamavatar_session_protocol_errors_total", "protocol_errors", "counter", "Rejected client messages"),
+    ("streamavatar_session_talk_samples_refused_total", "talk_samples_refused", "counter",
+     "Agent-voice samples refused because max_talk_queue_s was queued (error queue_full)"),
+    ("streamavatar_session_utterances_refused_total", "utterances_refused", "counter",
+     "speak_start refused because max_utterances were queued (error queue_full)"),
+    ("streamavatar_session_listen_samples_dropped_total", "listen_samples_dropped", "counter",
+     "User-voice samples dropped beyond listen_backlog_s (oldest first)"),
 )
 
 
@@ -92,7 +103,8 @@ def render_prometheus(sessions: dict[str, dict], server: dict[str, float]) -> st
     """Prometheus text exposition of server-wide values and per-session snapshots (label ``session``)."""
     lines = []
     for name, value in server.items():
-        lines += [f"# TYPE {name} gauge", f"{name} {float(value)}"]
+        kind = "counter" if name.endswith("_total") else "gauge"
+        lines += [f"# TYPE {name} {kind}", f"{name} {float(value)}"]
     for name, key, kind, help_text in PROMETHEUS_SERIES:
         lines += [f"# HELP {name} {help_text}", f"# TYPE {name} {kind}"]
         for sid, snap in sessions.items():

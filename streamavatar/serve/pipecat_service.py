@@ -11,6 +11,7 @@ Requires ``pip install pipecat-ai`` (it does not need torchvision).
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections import deque
 
 import numpy as np
@@ -38,6 +39,18 @@ from streamavatar.serve.config import ServeConfig
 from streamavatar.serve.generator import AvatarPipeline
 from streamavatar.serve.media_clock import OutputFrame
 from streamavatar.serve.sessions import SessionRuntime
+from streamavatar.serve.ws_protocol import ProtocolError
+
+_log = logging.getLogger("streamavatar.serve")
+
+
+def _refused_is_logged(call, *args) -> None:
+    """Run a session input call; a refusal at a limit (``queue_full``: the TTS is far ahead of playout) is logged
+    and counted at /metrics instead of breaking the pipeline."""
+    try:
+        call(*args)
+    except ProtocolError as exc:
+        _log.warning("pipecat avatar: %s", exc.message)
 
 
 def _mono_int16(frame) -> np.ndarray:
@@ -117,16 +130,16 @@ class StreamAvatarVideoService(FrameProcessor):
         elif isinstance(frame, EndFrame | CancelFrame):
             await self._stop()
         elif rt is not None and isinstance(frame, TTSAudioRawFrame):
-            rt.push_talk(self._resampled("talk", frame))
+            _refused_is_logged(rt.push_talk, self._resampled("talk", frame))
             return  # comes back re-timed as SpeechOutputAudioRawFrame
         elif rt is not None and isinstance(frame, TTSStartedFrame):
-            rt.speak_start()
+            _refused_is_logged(rt.speak_start)
         elif rt is not None and isinstance(frame, TTSStoppedFrame):
             for (stream, _), resampler in self._resamplers.items():
                 if stream == "talk":
                     rest = resampler.flush()
                     if rest.size:
-                        rt.push_talk(rest)
+                        _refused_is_logged(rt.push_talk, rest)
             rt.speak_end()
         elif rt is not None and isinstance(frame, InterruptionFrame):
             rt.interrupt()

@@ -24,11 +24,12 @@ from typing import Any, Literal, Protocol
 import numpy as np
 
 from streamavatar import constants as K
-from streamavatar.serve.agent_voice import AgentVoiceQueue, Take
+from streamavatar.serve.agent_voice import AgentVoiceQueue, QueueFull, Take
 from streamavatar.serve.config import ServeConfig
 from streamavatar.serve.generator import AvatarSession, samples_per_frame, validate_chunk
 from streamavatar.serve.media_clock import MediaClock, OutputFrame, split_chunk
 from streamavatar.serve.metrics import SessionMetrics
+from streamavatar.serve.ws_protocol import ProtocolError
 
 log = logging.getLogger("streamavatar.serve")
 
@@ -70,9 +71,13 @@ class SessionRuntime:
         self._ahead = 0
         self._slots = generation_slots or asyncio.Semaphore(1)
         self._on_closed = on_closed
-        self._voice = AgentVoiceQueue(config.prebuffer_s, sample_rate)
+        self._voice = AgentVoiceQueue(config.prebuffer_s, sample_rate,
+                                      max_samples=int(config.max_talk_queue_s * sample_rate),
+                                      max_utterances=config.max_utterances)
+        self._listen_keep = max(1, int(config.listen_backlog_s * sample_rate))
         self._buffer: deque[OutputFrame] = deque()
-        self._listen_pending: list[np.ndarray] = []
+        self._listen_pending: deque[np.ndarray] = deque()
+        self._listen_total = 0  # samples in _listen_pending
         self._sinks: set[FrameSink] = set()
         self._subscribers: set[asyncio.Queue] = set()
         self._drained = asyncio.Event()
@@ -185,18 +190,30 @@ class SessionRuntime:
 
     # --- inputs ---------------------------------------------------------------------------------------------
     def speak_start(self, utterance_id: str | None = None) -> str:
-        """Open an utterance of the agent's voice."""
-        return self._voice.start(utterance_id)
+        """Open an utterance of the agent's voice (ProtocolError ``queue_full`` at ``max_utterances``)."""
+        try:
+            return self._voice.start(utterance_id)
+        except QueueFull as exc:
+            self.metrics.utterances_refused += 1
+            raise ProtocolError("queue_full", exc.message) from None
 
     def speak_end(self) -> str | None:
         """Close the open utterance (its last partial chunk is flushed)."""
         return self._voice.end()
 
     def push_talk(self, pcm: np.ndarray) -> str:
-        """Agent voice, int16 mono at the generator's rate."""
+        """Agent voice, int16 mono at the generator's rate. Beyond ``max_talk_queue_s`` (or ``max_utterances``)
+        queued, the whole piece is refused: ProtocolError ``queue_full``, counted in ``talk_samples_refused``."""
         self.metrics.talk_samples_in += pcm.size
         now = self._loop.time()
-        uid = self._voice.push(pcm, now)
+        try:
+            uid = self._voice.push(pcm, now)
+        except QueueFull as exc:
+            if exc.what == "samples":
+                self.metrics.talk_samples_refused += pcm.size
+            else:
+                self.metrics.utterances_refused += 1
+            raise ProtocolError("queue_full", exc.message) from None
         self._first_audio.setdefault(uid, now)
         return uid
 
@@ -205,17 +222,30 @@ class SessionRuntime:
         self.metrics.listen_samples_in += pcm.size
         if self.listen_mode == "off" or pcm.size == 0:
             return
+        keep = self._listen_keep  # listen_backlog_s: the newest user audio is kept, the oldest dropped
+        if pcm.size > keep:
+            self.metrics.listen_samples_dropped += pcm.size - keep
+            pcm = pcm[-keep:].copy()
         self._listen_pending.append(pcm)
-        keep = 2 * K.CHUNK_VIDEO_FRAMES * self.samples_per_frame
-        total = sum(p.size for p in self._listen_pending)
-        while total > keep and len(self._listen_pending) > 1:
-            total -= self._listen_pending.pop(0).size
+        self._listen_total += pcm.size
+        while self._listen_total > keep:
+            head = self._listen_pending[0]
+            excess = self._listen_total - keep
+            if head.size <= excess:
+                self._listen_pending.popleft()
+                cut = head.size
+            else:
+                self._listen_pending[0] = head[excess:]
+                cut = excess
+            self._listen_total -= cut
+            self.metrics.listen_samples_dropped += cut
 
     def set_listen_mode(self, mode: ListenMode) -> None:
         """``start_listening`` (on), ``stop_listening`` (off) or automatic (the model decides from the audio)."""
         self.listen_mode = mode
         if mode == "off":
             self._listen_pending.clear()
+            self._listen_total = 0
         self._publish("listen_mode", mode=mode)
 
     def interrupt(self) -> None:
@@ -282,7 +312,8 @@ class SessionRuntime:
                 take = self._voice.take(n, self._loop.time())
                 talk = self._talk_to_push(take)
                 listen = np.concatenate(self._listen_pending) if self._listen_pending else None
-                self._listen_pending = []
+                self._listen_pending = deque()
+                self._listen_total = 0
                 epoch = self._epoch
                 self._inflight_uid = take.utterance_id if take is not None else None
                 started = self._loop.time()

@@ -21,6 +21,7 @@ TALK_TAG = ord("T")
 LISTEN_TAG = ord("L")
 STREAMS = {"talk": TALK_TAG, "listen": LISTEN_TAG}
 UTTERANCE_ID = re.compile(r"^[A-Za-z0-9_.:-]{1,64}$")
+MAX_PING_ID = 2**53
 
 #: Allowed keys per message type (``type`` itself is always allowed).
 MESSAGE_KEYS: dict[str, set[str]] = {
@@ -64,8 +65,9 @@ def parse_text(text: str) -> ControlMessage:
     """Validate a JSON control message."""
     try:
         data = json.loads(text)
-    except (json.JSONDecodeError, RecursionError):
-        raise ProtocolError("bad_json", "text messages must be JSON objects") from None
+    except (ValueError, RecursionError):  # also integers past Python's 4300-digit limit
+        raise ProtocolError("bad_json", "text messages must be JSON objects (integers of at most 4300 digits, "
+                            "nesting of at most ~1000 levels)") from None
     if not isinstance(data, dict):
         raise ProtocolError("bad_message", f"expected a JSON object, got {type(data).__name__}")
     kind = data.get("type")
@@ -91,8 +93,13 @@ def parse_text(text: str) -> ControlMessage:
                                 f"{str(fields.get('stream'))[:40]!r}")
         if "sample_rate" not in fields:
             raise ProtocolError("bad_message", "audio_format needs a sample_rate")
-    if kind == "ping" and "id" in fields and not isinstance(fields["id"], int | str):
-        raise ProtocolError("bad_message", "ping.id must be a number or a string")
+    if kind == "ping" and "id" in fields:
+        pid = fields["id"]
+        if isinstance(pid, bool) or not isinstance(pid, int | str):
+            raise ProtocolError("bad_message", "ping.id must be an integer or a string")
+        if (isinstance(pid, int) and abs(pid) > MAX_PING_ID) or (isinstance(pid, str) and len(pid) > 64):
+            raise ProtocolError("bad_message", "ping.id must be an integer of at most 2**53 or a string of at most "
+                                "64 characters")
     return ControlMessage(kind, fields)
 
 

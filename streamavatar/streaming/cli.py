@@ -6,7 +6,10 @@ import argparse
 import json
 import sys
 
-from streamavatar.cli_args import positive_float, positive_int
+from streamavatar.cli_args import bounded_seconds, positive_int, seed_int
+
+#: Same as :data:`streamavatar.streaming.offline.MAX_SECONDS` (not imported here: the CLI starts fast).
+MAX_SECONDS = 3600.0
 
 
 def _engine_options(p: argparse.ArgumentParser, model: bool = True) -> None:
@@ -14,7 +17,7 @@ def _engine_options(p: argparse.ArgumentParser, model: bool = True) -> None:
         p.add_argument("--model", default="default",
                        help="'default' (bundled with the package) or a model folder (student.json + "
                             "student.safetensors, or a teacher run folder)")
-    p.add_argument("--seed", type=int, default=0, help="noise seed (same seed, same video)")
+    p.add_argument("--seed", type=seed_int(), default=0, help="noise seed, 0 to 2**64-1 (same seed, same video)")
     p.add_argument("--threads", type=positive_int("--threads"), default=None,
                    help="torch threads per stage (default 1 on CPU: the DiT and the decode thread use a core each)")
     p.add_argument("--dtype", default="bf16", choices=("bf16", "fp32"), help="compute dtype (default bf16)")
@@ -48,21 +51,18 @@ def _report(args: argparse.Namespace, result, pipe) -> None:
 
 
 def _generate(args: argparse.Namespace) -> int:
-    from streamavatar.streaming.offline import AudioFileStream, check_output_path, generate_video
+    from streamavatar.streaming.offline import check_inputs, check_output_path, generate_video
     from streamavatar.streaming.reference_image import open_image
 
     # Check every input before the model loads (seconds, not minutes, to a clear error).
-    check_output_path(args.out)
-    open_image(args.image)
-    for path, what in ((args.talk_audio, "talk audio"), (args.listen_audio, "listen audio")):
-        if path is not None:
-            AudioFileStream(path, what)
     if args.talk_audio is None and args.listen_audio is None:
         print("streamavatar generate: error: give --talk-audio and/or --listen-audio (see --help)", file=sys.stderr)
         return 2
+    check_output_path(args.out)
+    open_image(args.image)
+    inputs = check_inputs(args.talk_audio, args.listen_audio, args.seconds)
     pipe = _load(args, args.model)
-    result = generate_video(pipe, args.image, args.out, talk_audio=args.talk_audio, listen_audio=args.listen_audio,
-                            seconds=args.seconds, seed=args.seed, mix_listen=args.mix_listen)
+    result = generate_video(pipe, args.image, args.out, seed=args.seed, mix_listen=args.mix_listen, inputs=inputs)
     _report(args, result, pipe)
     return 0
 
@@ -70,32 +70,35 @@ def _generate(args: argparse.Namespace) -> int:
 def _demo(args: argparse.Namespace) -> int:
     from streamavatar import constants as K
     from streamavatar.streaming.default_assets import bundled_inputs
-    from streamavatar.streaming.offline import AudioFileStream, check_output_path, generate_video
+    from streamavatar.streaming.offline import AudioFileStream, check_inputs, check_output_path, generate_video
 
     check_output_path(args.out)
     image, speech = bundled_inputs()
-    pipe = _load(args, "default")
     # The bundled speech, then one chunk of silence to show the return to idle.
     seconds = args.seconds or AudioFileStream(speech, "bundled speech").seconds + K.CHUNK_SECONDS
-    result = generate_video(pipe, image, args.out, talk_audio=speech, seconds=seconds, seed=args.seed)
+    inputs = check_inputs(speech, None, seconds)
+    pipe = _load(args, "default")
+    result = generate_video(pipe, image, args.out, seed=args.seed, inputs=inputs)
     _report(args, result, pipe)
     return 0
 
 
 def register(tree) -> None:
+    """Add ``streamavatar demo`` and ``streamavatar generate``."""
     d = tree.command("demo", "generate a short video with the bundled default model, image and speech; prints the "
                      "real-time factor and first-frame delay", _demo)
     d.add_argument("--out", default="demo.mp4", help="output .mp4 (default demo.mp4)")
-    d.add_argument("--seconds", type=positive_float("--seconds"), default=None,
-                   help="length (default: the bundled speech, about 5 s, plus 0.48 s)")
+    d.add_argument("--seconds", type=bounded_seconds("--seconds", MAX_SECONDS), default=None,
+                   help="length, at most 3600 (default: the bundled speech, about 5 s, plus 0.48 s)")
     _engine_options(d, model=False)
     p = tree.command("generate", "make an mp4 (H.264 + AAC) from a reference image and talk and/or listen audio, "
                      "streamed chunk by chunk", _generate)
     p.add_argument("--image", required=True, help="reference image (PNG, JPEG, …)")
     p.add_argument("--talk-audio", default=None, help="the avatar's own voice (WAV/FLAC/OGG, any rate 8–192 kHz)")
     p.add_argument("--listen-audio", default=None, help="the user's voice the avatar listens to")
-    p.add_argument("--seconds", type=positive_float("--seconds"), default=None,
-                   help="length of the video (default: the longer audio)")
+    p.add_argument("--seconds", type=bounded_seconds("--seconds", MAX_SECONDS), default=None,
+                   help="length of the video, exact to the nearest 40 ms frame, at most 3600 (default: the "
+                        "longer audio)")
     p.add_argument("--mix-listen", action="store_true", help="mp4 audio = agent + user voice (default: agent only)")
     p.add_argument("--out", required=True, help="output .mp4")
     _engine_options(p)

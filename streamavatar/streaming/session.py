@@ -66,7 +66,8 @@ class Chunk:
 
 
 class Session:
-    """See the module docstring. Not thread-safe: drive one session from one thread."""
+    """See the module docstring. Not thread-safe: drive one session from one thread. After :meth:`close` every
+    call that would do work raises :class:`SessionClosedError`."""
 
     def __init__(self, pipe, reference_image, *, seed: int = 0, listen_backlog_s: float | None = 2.0,
                  keep_latents: bool = False, nonfinite: str = "error") -> None:
@@ -89,21 +90,31 @@ class Session:
         if self._executor is not None:
             weakref.finalize(self, self._executor.shutdown, wait=False)
         self._submitted = 0
+        self.closed = False
         self.metrics = StreamMetrics()
         self.setup_s = time.perf_counter() - t0
+
+    def _check_open(self, what: str) -> None:
+        if self.closed:
+            from streamavatar.errors import SessionClosedError
+
+            raise SessionClosedError(f"{what}: this session is closed; start a new one with pipe.session(image)")
 
     # --- audio in -----------------------------------------------------------------------------------------
     def push_talk_audio(self, pcm, sample_rate: int) -> None:
         """Queue agent voice (mono or ``[samples, channels]``, float in [-1, 1] or int16/int32/uint8, any rate
         from 8 to 192 kHz; resampled to 16 kHz incrementally, so pieces of any size join seamlessly)."""
+        self._check_open("push_talk_audio")
         self._audio.talk.push(pcm, sample_rate, self._nonfinite)
 
     def push_listen_audio(self, pcm, sample_rate: int) -> None:
         """Queue user voice (same formats as :meth:`push_talk_audio`)."""
+        self._check_open("push_listen_audio")
         self._audio.listen.push(pcm, sample_rate, self._nonfinite)
 
     def interrupt(self) -> None:
         """Drop queued agent audio; the next chunk continues listening."""
+        self._check_open("interrupt")
         self._audio.talk.clear()
 
     @property
@@ -124,6 +135,7 @@ class Session:
     @torch.no_grad()
     def submit(self) -> None:
         """Take one chunk of audio from both queues, run the audio encoder and the DiT, queue the decode."""
+        self._check_open("submit")
         pipe = self._pipe
         t0 = self.metrics.chunk_started()
         ca = self._audio.next_chunk()
@@ -162,6 +174,7 @@ class Session:
 
     def collect(self) -> Chunk:
         """Wait for the oldest submitted chunk and return it."""
+        self._check_open("collect")
         if not self._pending:
             raise UserInputError("no chunk in flight: call submit() (or step()) first")
         chunk = self._pending.popleft().result()
@@ -179,6 +192,7 @@ class Session:
                 before_submit(k)
             self.submit()
 
+        self._check_open("run")
         if chunks <= 0:
             return
         submit(0)
@@ -193,7 +207,9 @@ class Session:
                 submit(k + 1)
 
     def close(self) -> None:
-        """Stop the decode thread (pending chunks are finished first)."""
+        """Stop the decode thread (pending chunks are finished first, then dropped); idempotent. The session
+        refuses further work."""
+        self.closed = True
         if self._executor is not None:
             self._executor.shutdown(wait=True)
             self._executor = None

@@ -113,9 +113,9 @@ def test_generate_mp4_durations_and_mix(media, small_model_dir, tmp_path):
                 "--mix-listen", "--out", str(out), "--json")
     assert r.returncode == 0, r.stderr
     summary = json.loads(r.stdout)
-    assert summary["frames"] == 24 and summary["rtf"] > 0 and summary["ffd_s"] > 0
+    assert summary["frames"] == 23 and summary["rtf"] > 0 and summary["ffd_s"] > 0  # 0.9 s: exact to the frame
     info = probe_video(out)
-    assert info.n_frames == 24 and info.has_audio and (info.width, info.height) == (64, 64)
+    assert info.n_frames == 23 and info.has_audio and (info.width, info.height) == (64, 64)
     audio = read_audio(out, 16000)
     assert abs(audio.size / 16000 - info.n_frames / K.VIDEO_FPS) <= 1 / K.VIDEO_FPS
     with __import__("av").open(str(out)) as c:

@@ -177,3 +177,18 @@ def test_import_stays_cheap():
     from streamavatar.streaming.pipeline import load
 
     assert streamavatar.load is load
+
+
+def test_a_closed_session_refuses_work(small_pipe):
+    from streamavatar.errors import SessionClosedError
+
+    sess = small_pipe.session(np.full((64, 64, 3), 120, np.uint8))
+    sess.step()
+    sess.close()
+    sess.close()  # idempotent
+    calls = [lambda: sess.step(), lambda: sess.submit(), lambda: sess.collect(), lambda: list(sess.run(1)),
+             lambda: sess.push_talk_audio(np.zeros(160, np.float32), 16000),
+             lambda: sess.push_listen_audio(np.zeros(160, np.float32), 16000), lambda: sess.interrupt()]
+    for call in calls:
+        with pytest.raises(SessionClosedError, match="closed; start a new one"):
+            call()
