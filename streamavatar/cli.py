@@ -24,6 +24,7 @@ COMMAND_MODULES: tuple[str, ...] = (
     "streamavatar.training.vae_cli",
     "streamavatar.training.distill_cli",
     "streamavatar.eval.cli",
+    "streamavatar.integrations.livekit_cli",
 )
 
 GROUP_HELP = {
