@@ -222,6 +222,8 @@ class GeneratorMetrics:
     ttff_s: list[float] = field(default_factory=list)
     interrupt_latency_s: list[float] = field(default_factory=list)
     started_at: float | None = None
+    #: Frames handed over, by state.
+    state_frames: dict[str, int] = field(default_factory=dict)
 
     def summary(self) -> dict[str, Any]:
         steps = sorted(self.step_s)
@@ -234,6 +236,7 @@ class GeneratorMetrics:
             "step_ms_p50": pick(0.5) if pick else None, "step_ms_p95": pick(0.95) if pick else None,
             "rtf": round(float(np.mean(steps)) / K.CHUNK_SECONDS, 3) if steps else None,
             "out_fps": round(self.frames_out / wall, 2) if wall > 0 else None,
+            "state_frames": dict(self.state_frames),
             "ttff_s": [round(t, 3) for t in self.ttff_s],
             "interrupt_latency_s": [round(t, 3) for t in self.interrupt_latency_s],
         }
@@ -553,12 +556,14 @@ class StreamAvatarVideoGenerator(VideoGenerator):
                     self.metrics.repeated_frames += 1
                     self.metrics.frames_out += 1
                     self.current_state = "repeat"
+                    self.metrics.state_frames["repeat"] = self.metrics.state_frames.get("repeat", 0) + 1
                     yield last
                 continue
             item = self._out.popleft()
             if isinstance(item, _Video):
                 now = time.perf_counter()
                 self.current_state = item.state
+                self.metrics.state_frames[item.state] = self.metrics.state_frames.get(item.state, 0) + 1
                 if item.state == "talking" and item.segment is not None:
                     self._note_ttff(item.segment, now)
                 elif self._interrupt_t is not None and item.state != "muted":
