@@ -70,11 +70,17 @@ def _join(args: argparse.Namespace) -> int:
         token_claims(token)
     except TokenError as exc:
         raise UserInputError(f"bad token: {exc}") from None
+    from livekit import rtc
+
     image = load_image(args.image)
     pipeline = load_pipeline(args.model)
-    why = asyncio.run(run_room(args.url, token, pipeline=pipeline, reference_image=image,
-                               audio_sample_rate=args.audio_sample_rate, agent_timeout_s=args.agent_timeout,
-                               interrupt_mode=args.interrupt_mode))
+    try:
+        why = asyncio.run(run_room(args.url, token, pipeline=pipeline, reference_image=image,
+                                   audio_sample_rate=args.audio_sample_rate, agent_timeout_s=args.agent_timeout,
+                                   interrupt_mode=args.interrupt_mode))
+    except rtc.ConnectError as exc:
+        print(f"streamavatar: error: could not join room {args.room or '?'} at {args.url}: {exc}", file=sys.stderr)
+        return 1
     print(f"avatar worker for room {args.room or '?'} stopped: {why}", file=sys.stderr)
     return 0 if why in ("agent_left", "disconnected", "runner_done") else 1
 
