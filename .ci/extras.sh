@@ -12,8 +12,8 @@ extras=("$@")
 
 tests_for() {
   case "$1" in
-    livekit) echo "tests/integrations" ;;
-    pipecat) echo "tests/serve/test_pipecat.py" ;;
+    livekit) echo "tests/integrations/test_livekit_*.py" ;;
+    pipecat) echo "tests/serve/test_pipecat.py tests/integrations/test_pipecat_example.py" ;;
     *) echo "unknown extra: $1" >&2; exit 2 ;;
   esac
 }
