@@ -130,7 +130,7 @@ async def _livekit(pipe, image, utterances: int, seconds: float) -> dict:
         await asyncio.sleep(1.0 + 0.07 * k)
         t1 = time.perf_counter()
         audio.clear_buffer()
-        interrupts.append(await _first_sent(t1, ("listening", "idle")) - t1)
+        interrupts.append(await _first_sent(t1, ("listening", "idle", "silent")) - t1)
         while len(finished) == n:
             await asyncio.sleep(0.01)
         await asyncio.sleep(0.5)

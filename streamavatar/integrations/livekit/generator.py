@@ -276,7 +276,9 @@ class StreamAvatarVideoGenerator(VideoGenerator):
         h, w = pipeline.frame_size
         self._size = (int(h), int(w))
         self.metrics = GeneratorMetrics()
-        #: State of the last video frame handed over ("talking" | "listening" | "idle" | "muted" | "repeat").
+        #: State of the last video frame handed over: "talking" (it carries agent voice), "silent" (a talking
+        #: chunk's frame after the utterance's last sample), "listening", "idle", "muted" (generated talking,
+        #: voice dropped by a barge-in in mute mode) or "repeat" (a stall repeated the last frame).
         self.current_state = "idle"
         self._executor: ThreadPoolExecutor | None = None
         self._session: Any = None
@@ -499,7 +501,10 @@ class StreamAvatarVideoGenerator(VideoGenerator):
         finished = seg is not None and talk_n > 0 and seg.done
         for j in range(frames.shape[0]):
             n_j = min(max(talk_n - j * self._spf, 0), self._spf)
-            self._out.append(_Video(frames[j], state, seg.id if (seg is not None and talk_n) else None,
+            # per frame: "talking" only while the frame carries agent voice; the rest of a talking chunk
+            # (after the utterance's last sample) is "silent"
+            frame_state = "silent" if (state == "talking" and not n_j) else state
+            self._out.append(_Video(frames[j], frame_state, seg.id if (seg is not None and talk_n) else None,
                                     self.metrics.chunks * self._chunk_frames + j))
             if n_j:
                 samples = seg.tape_until(base + j * self._spf + n_j, last=finished and j == last_frame)
