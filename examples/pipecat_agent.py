@@ -15,11 +15,11 @@ import os
 import numpy as np
 from PIL import Image
 from pipecat.pipeline.pipeline import Pipeline
-from pipecat.pipeline.runner import PipelineRunner
-from pipecat.pipeline.task import PipelineParams, PipelineTask
+from pipecat.pipeline.worker import PipelineParams, PipelineWorker
 from pipecat.runner.types import RunnerArguments
 from pipecat.runner.utils import create_transport
 from pipecat.transports.base_transport import BaseTransport, TransportParams
+from pipecat.workers.runner import WorkerRunner
 
 import streamavatar as sa
 from streamavatar.serve.pipecat_service import StreamAvatarVideoService
@@ -41,15 +41,17 @@ def build_services() -> list:
     return []
 
 
-def build_task(transport: BaseTransport) -> PipelineTask:
+def build_worker(transport: BaseTransport) -> PipelineWorker:
     """transport in → your services → the avatar → transport out."""
     avatar = StreamAvatarVideoService(MODEL, IMAGE)
     pipeline = Pipeline([transport.input(), *build_services(), avatar, transport.output()])
-    return PipelineTask(pipeline, params=PipelineParams(enable_metrics=True))
+    return PipelineWorker(pipeline, params=PipelineParams(enable_metrics=True))
 
 
 async def run_bot(transport: BaseTransport, runner_args: RunnerArguments) -> None:
-    await PipelineRunner(handle_sigint=runner_args.handle_sigint).run(build_task(transport))
+    runner = WorkerRunner(handle_sigint=runner_args.handle_sigint)
+    await runner.add_workers(build_worker(transport))
+    await runner.run()
 
 
 async def bot(runner_args: RunnerArguments) -> None:

@@ -14,8 +14,7 @@ pytest.importorskip("pipecat", reason='needs the [pipecat] extra: pip install "s
 
 
 def test_pipecat_example_runs_its_pipeline_with_a_test_transport(monkeypatch):
-    from pipecat.frames.frames import EndFrame
-    from pipecat.pipeline.runner import PipelineRunner
+    from pipecat.frames.frames import EndFrame, OutputImageRawFrame
     from pipecat.processors.frame_processor import FrameProcessor
     from pipecat.runner.types import RunnerArguments
     from pipecat.transports.base_transport import BaseTransport
@@ -30,10 +29,21 @@ def test_pipecat_example_runs_its_pipeline_with_a_test_transport(monkeypatch):
     sys.modules[spec.name] = module
     spec.loader.exec_module(module)
 
+    class Sink(FrameProcessor):
+        def __init__(self):
+            super().__init__()
+            self.images = 0
+
+        async def process_frame(self, frame, direction):
+            await super().process_frame(frame, direction)
+            if isinstance(frame, OutputImageRawFrame):
+                self.images += 1
+            await self.push_frame(frame, direction)
+
     class Transport(BaseTransport):
         def __init__(self):
             super().__init__()
-            self._in, self._out = FrameProcessor(), FrameProcessor()
+            self._in, self._out = Sink(), Sink()  # pass-through stand-ins for the transport's ends
 
         def input(self):
             return self._in
@@ -44,13 +54,21 @@ def test_pipecat_example_runs_its_pipeline_with_a_test_transport(monkeypatch):
     transport = Transport()
 
     async def main():
-        task = module.build_task(transport)
-        run = asyncio.create_task(PipelineRunner(handle_sigint=False).run(task))
+        worker = module.build_worker(transport)
+        run = asyncio.create_task(_run(worker))
         await asyncio.sleep(1.5)
-        await task.queue_frame(EndFrame())
+        await worker.queue_frame(EndFrame())
         await asyncio.wait_for(run, 30)
-        return task
+        return worker
 
-    task = asyncio.run(main())
-    assert task.has_finished()
+    async def _run(worker):
+        from pipecat.workers.runner import WorkerRunner
+
+        runner = WorkerRunner(handle_sigint=False)
+        await runner.add_workers(worker)
+        await runner.run()
+
+    worker = asyncio.run(main())
+    assert worker.has_finished()
+    assert transport.output().images >= 12  # the avatar's frames reached the output transport
     assert callable(module.run_bot) and RunnerArguments
