@@ -14,9 +14,11 @@ sent. Measured, with the same utterances as ``bench_serve.py`` (a 1 s tone at 16
 
 Server part: ``benchmarks/bench_serve.py --model <same> --seconds <same>`` in a subprocess right after, with
 its A/V simulation shortened (``--simulated-seconds``), since only its latency and fps parts are compared.
+The two alternate for ``--rounds`` rounds (the machine is shared: load changes between parts hit both), and
+the 1-minute load average is recorded around each part.
 
     PYTHONPATH=. python benchmarks/bench_livekit.py [--model default] [--seconds 20] [--utterances 6] \
-        [--no-server] [--out benchmarks/results_livekit.json]
+        [--rounds 2] [--no-server] [--out benchmarks/results_livekit.json]
 """
 
 from __future__ import annotations
@@ -160,16 +162,32 @@ def _load_average() -> float | None:
         return None
 
 
+def _server(args: argparse.Namespace) -> dict:
+    """bench_serve.py with the same model, utterances and fps seconds (its A/V simulation shortened)."""
+    t0 = time.perf_counter()
+    cmd = [sys.executable, "benchmarks/bench_serve.py", "--model", args.model, "--seconds", str(args.seconds),
+           "--utterances", str(args.utterances), "--simulated-seconds", "10", "--json"]
+    if args.model == "fake":
+        cmd += ["--size", "128"]
+    r = subprocess.run(cmd, capture_output=True, text=True, env={**os.environ, "PYTHONPATH": "."})
+    if r.returncode != 0:
+        return {"error": r.stderr[-2000:]}
+    srv = json.loads(r.stdout.strip().splitlines()[-1])
+    return {"latency": srv["latency"], "fps": srv["fps"][0], "model": srv["model"], "video": srv["video"],
+            "wall_s": round(time.perf_counter() - t0, 1)}
+
+
 def main() -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--model", default="default", help="default (the bundled model), a model folder, or fake")
     p.add_argument("--seconds", type=float, default=20.0, help="seconds of idle streaming for the fps part")
     p.add_argument("--utterances", type=int, default=6)
     p.add_argument("--no-server", action="store_true", help="skip the built-in server part")
+    p.add_argument("--rounds", type=int, default=2, help="alternating LiveKit / server rounds (default 2)")
     p.add_argument("--out", default=None, help="write the JSON here too")
     args = p.parse_args()
     t_start = time.perf_counter()
-    result: dict = {"model": args.model, "load_average_1min_start": _load_average()}
+    result: dict = {"model": args.model, "cpu_count": os.cpu_count(), "load_average_1min_start": _load_average()}
     t0 = time.perf_counter()
     if args.model == "fake":
         pipe, image = FakeAvatarPipeline(128, 128), np.full((128, 128, 3), 90, np.uint8)
@@ -181,33 +199,34 @@ def main() -> int:
     result.update({"model_name": getattr(pipe, "name", args.model), "video": f"{pipe.frame_size[1]}x"
                    f"{pipe.frame_size[0]}@25", "torch_threads": torch.get_num_threads(),
                    "load_s": round(time.perf_counter() - t0, 2)})
-    t0 = time.perf_counter()
-    result["livekit"] = asyncio.run(_livekit(pipe, image, args.utterances, args.seconds))
-    result["livekit"]["wall_s"] = round(time.perf_counter() - t0, 1)
-    result["load_average_1min_mid"] = _load_average()
-    del pipe
-    if not args.no_server:
+    rounds = []
+    for r in range(args.rounds):  # alternate the two paths, so load changes on this shared machine hit both
+        rnd: dict = {"round": r + 1, "load_average_1min_before": _load_average()}
         t0 = time.perf_counter()
-        cmd = [sys.executable, "benchmarks/bench_serve.py", "--model", args.model, "--seconds", str(args.seconds),
-               "--utterances", str(args.utterances), "--simulated-seconds", "10", "--json"]
-        if args.model == "fake":
-            cmd += ["--size", "128"]
-        r = subprocess.run(cmd, capture_output=True, text=True, env={**os.environ, "PYTHONPATH": "."})
-        if r.returncode != 0:
-            result["server"] = {"error": r.stderr[-2000:]}
-        else:
-            srv = json.loads(r.stdout.strip().splitlines()[-1])
-            result["server"] = {"latency": srv["latency"], "fps": srv["fps"][0], "model": srv["model"],
-                                "video": srv["video"], "wall_s": round(time.perf_counter() - t0, 1)}
-    result["load_average_1min_end"] = _load_average()
-    lk = result["livekit"]
-    side = {"ttff_mean_ms": {"livekit": lk["ttff"]["mean_ms"]}, "interrupt_mean_ms": {"livekit": lk["interrupt"]
-            ["mean_ms"]}, "fps_sent": {"livekit": lk["fps"]["sent_fps"]}}
-    srv = result.get("server", {})
-    if "latency" in srv:
-        side["ttff_mean_ms"]["server"] = srv["latency"]["ttff_server"]["mean_ms"]
-        side["interrupt_mean_ms"]["server"] = srv["latency"]["interrupt_server"]["mean_ms"]
-        side["fps_sent"]["server"] = srv["fps"]["server_fps"][0]
+        _sent.clear()
+        _states.clear()
+        rnd["livekit"] = asyncio.run(_livekit(pipe, image, args.utterances, args.seconds))
+        rnd["livekit"]["wall_s"] = round(time.perf_counter() - t0, 1)
+        rnd["load_average_1min_mid"] = _load_average()
+        if not args.no_server:
+            rnd["server"] = _server(args)
+        rnd["load_average_1min_after"] = _load_average()
+        rounds.append(rnd)
+    result["rounds"] = rounds
+    side: dict = {}
+    for rnd in rounds:
+        lk, srv = rnd["livekit"], rnd.get("server", {})
+        row = {"ttff_mean_ms": {"livekit": lk["ttff"]["mean_ms"]},
+               "interrupt_mean_ms": {"livekit": lk["interrupt"]["mean_ms"]},
+               "fps_sent": {"livekit": lk["fps"]["sent_fps"]}, "fps_generated": {"livekit": lk["fps"]["generated_fps"]},
+               "rtf": {"livekit": lk["fps"]["rtf"]}}
+        if "latency" in srv:
+            row["ttff_mean_ms"]["server"] = srv["latency"]["ttff_server"]["mean_ms"]
+            row["interrupt_mean_ms"]["server"] = srv["latency"]["interrupt_server"]["mean_ms"]
+            row["fps_sent"]["server"] = srv["fps"]["server_fps"][0]
+            row["fps_generated"]["server"] = srv["fps"].get("generated_fps", [None])[0]
+            row["rtf"]["server"] = srv["fps"]["rtf"][0]
+        side[f"round {rnd['round']}"] = row
     result["side_by_side"] = side
     result["wall_s"] = round(time.perf_counter() - t_start, 1)
     text = json.dumps(result, indent=1)
