@@ -192,3 +192,33 @@ def test_bad_options_are_refused():
         StreamAvatarVideoGenerator(FakeAvatarPipeline(SIZE, SIZE), None, interrupt_mode="pause")
     with pytest.raises(ValueError, match="multiple of 25"):
         StreamAvatarVideoGenerator(FakeAvatarPipeline(SIZE, SIZE), None, audio_sample_rate=22049)
+
+
+def test_real_engine_chunks_pair_each_voice_sample_with_its_frame(tmp_path):
+    """The same pairing on the real engine (audio front-end, DiT, VAE; a small random DiT so it is quick):
+    every utterance starts on a chunk boundary and its k-th audio frame follows the k-th frame from there."""
+    import streamavatar as sa
+    from streamavatar.streaming.random_model import write_random_model
+
+    pipe = sa.load(str(write_random_model(tmp_path / "model")))
+    sched = [(5, 0, 2 * 16000 + 500), (140, 40000, 3 * 16000), (330, 100000, 7680)]
+    gen = StreamAvatarVideoGenerator(pipe, np.full((64, 64, 3), 120, np.uint8), audio_sample_rate=16000,
+                                     fill_stalls=False)
+    items = asyncio.run(_run(gen, sched, 500))
+    frame_no, seg, k, starts = -1, 0, 0, []
+    for it in items:
+        if isinstance(it, rtc.VideoFrame):
+            frame_no += 1
+        elif isinstance(it, rtc.AudioFrame):
+            if k == 0:
+                starts.append(frame_no)
+            _, offset, n = sched[seg]
+            np.testing.assert_array_equal(np.frombuffer(it.data, np.int16),
+                                          ramp(offset + 640 * k, min(640, n - 640 * k)))
+            assert frame_no == starts[-1] + k  # offset 0: audio frame k rides on video frame start + k
+            k += 1
+        elif isinstance(it, AudioSegmentEnd):
+            assert 640 * k >= sched[seg][2]
+            seg, k = seg + 1, 0
+    assert seg == len(sched)
+    assert all(s % 12 == 0 for s in starts)  # utterances start on a chunk boundary
