@@ -16,6 +16,7 @@ from streamavatar.errors import UserInputError
 #: Modules that define ``register(tree: CommandTree) -> None``.
 COMMAND_MODULES: tuple[str, ...] = (
     "streamavatar.streaming.cli",
+    "streamavatar.streaming.doctor",
     "streamavatar.bench.cli",
     "streamavatar.audio.cli",
     "streamavatar.data.cli",

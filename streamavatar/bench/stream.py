@@ -120,7 +120,9 @@ def run_engine_benchmark(seconds: float, model: str = "default", dtype: str = "b
     session.close()
     m = session.metrics.summary()
     return {
-        "model": pipe.name, "dtype": dtype, "timed": ["audio", "dit", "vae"], "audio": "bundled speech (talk), "
+        "model": pipe.name, "dtype": {"bfloat16": "bf16", "float32": "fp32"}.get(str(pipe.dtype)[6:], dtype),
+        "dtype_asked": dtype, "numerics_check": pipe.numerics.to_dict() if pipe.numerics else None,
+        "timed": ["audio", "dit", "vae"], "audio": "bundled speech (talk), "
         "silence (listen)", "resolution": list(pipe.frame_size), "fps": K.VIDEO_FPS, "chunks": m["chunks"],
         "stream_seconds": m["stream_seconds"], "rtf": m["rtf"], "ffd_s": m["ffd_s"],
         "chunk_ms": {k: m["chunk_ms"][k] for k in ("p50", "p95", "max")}, "stage_ms_p50": m["stage_ms_p50"],

@@ -30,7 +30,7 @@ from streamavatar.data.avatar import Identity, sample_identity
 from streamavatar.data.behaviour import STATE_NAMES, Behaviour, compute_behaviour
 from streamavatar.data.conversation import Conversation, build_conversation
 from streamavatar.data.render import SUPERSAMPLE, AvatarRenderer
-from streamavatar.data.speech import ESPEAK_VARIANTS, ESPEAK_VOICES, SAMPLE_RATE, Voice, espeak_path
+from streamavatar.data.speech import ESPEAK_VARIANTS, ESPEAK_VOICES, SAMPLE_RATE, Voice, check_speech_engine
 from streamavatar.data.video_io import DEFAULT_CRF, write_mp4
 from streamavatar.errors import UserInputError
 
@@ -241,7 +241,7 @@ def _check_output(out: Path) -> None:
 def build_corpus(out: str | Path, cfg: SynthConfig, progress: bool = True) -> dict:
     """Synthesize ``cfg.clips`` clips into ``out`` with ``cfg.workers`` processes; returns the index."""
     cfg.validate()
-    espeak_path()  # fail early with install instructions
+    check_speech_engine()  # fail early with install instructions
     out = Path(out)
     _check_output(out)
     splits = split_identities(cfg.n_identities, cfg.seed)

@@ -137,7 +137,8 @@ def create_app(config: ServeConfig, pipeline: AvatarPipeline | None = None,
         return {"session_id": rt.id, "avatar_id": rt.reference_id, "state": rt.state, "frame": rt.slot,
                 "media_time_s": round(rt.media_time, 3), "listen_mode": rt.listen_mode,
                 "connected": rt.is_connected(), "video": {"width": w, "height": h, "fps": K.VIDEO_FPS},
-                "audio": {"sample_rate": rt.sample_rate}}
+                "audio": {"sample_rate": rt.sample_rate},
+                "frame_codes": bool(getattr(manager.pipeline, "frame_codes", False))}
 
     # --- health, readiness, metrics, config -----------------------------------------------------------------
     @app.get("/healthz")

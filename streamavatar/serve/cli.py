@@ -19,7 +19,7 @@ def _serve(args: argparse.Namespace) -> int:
     config = load_config(args.config, overrides)
     from streamavatar.serve.generator import load_generator
 
-    pipeline = load_generator(config.model, config.fake_size)  # bad --model fails here, before binding
+    pipeline = load_generator(config.model, config.fake_size, config.dtype)  # bad --model fails here, before binding
     print(json.dumps({"effective_config": config.public_dict()}, indent=2), flush=True)
     if args.check:
         return 0

@@ -116,6 +116,8 @@ class FakeAvatarPipeline:
     keeps the rest queued, so the server's look-ahead pushes can be tested with it)."""
 
     name = "fake"
+    #: Frames carry machine-readable codes (frame index, audio sample, reference hash) for tests and the page.
+    frame_codes = True
 
     def __init__(self, height: int = 256, width: int = 256, sample_rate: int = 16000,
                  seconds_per_step: float = 0.0, listen_threshold: float = 0.01, lookahead_samples: int = 0) -> None:

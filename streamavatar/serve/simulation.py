@@ -86,6 +86,7 @@ class CodeStampingPipeline:
     def __init__(self, inner: AvatarPipeline) -> None:
         self.inner = inner
         self.name = f"{inner.name} (frame codes stamped)"
+        self.frame_codes = True
         self.frame_size = inner.frame_size
         self.sample_rate = inner.sample_rate
         self.lookahead_samples = getattr(inner, "lookahead_samples", 0)

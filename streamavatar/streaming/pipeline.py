@@ -14,7 +14,9 @@ project's 2-core machine two OpenMP threads per op were measured several times s
 
 from __future__ import annotations
 
+import sys
 import time
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -23,6 +25,7 @@ from safetensors.torch import load_file
 from streamavatar import constants as K
 from streamavatar.errors import UserInputError
 from streamavatar.streaming.model_folder import ModelFolder, resolve_model
+from streamavatar.streaming.numerics_check import NumericsReport, cached_check, check_enabled, file_fingerprint
 
 DTYPES = {"bf16": torch.bfloat16, "fp32": torch.float32}
 #: Rate of the audio returned in chunks (the encoders' rate; a multiple of 25 so each frame owns 640 samples).
@@ -47,7 +50,7 @@ class Pipeline:
 
     def __init__(self, folder: ModelFolder, *, resolution: int | None = None, dtype: str = "bf16",
                  dit_device: str = "cpu", vae_device: str = "cpu", overlap: bool = True,
-                 audio_dtype: str | None = None) -> None:
+                 audio_dtype: str | None = None, numerics_check: bool | None = None) -> None:
         from streamavatar.audio import AudioConfig, AudioFrontend
         from streamavatar.config import ModelConfig
         from streamavatar.diffusion.chunk_sampler import ChunkSampler
@@ -83,11 +86,22 @@ class Pipeline:
         except RuntimeError as exc:
             first = str(exc).splitlines()[0]
             raise UserInputError(f"{folder.weights_path} does not match {folder.config_path}: {first}") from None
+        train = folder.info.get("train", {})
+        vae = load_vae(train.get("vae", "tiny"), dtype=torch.float32).eval()
+        self.numerics: NumericsReport | None = None
+        if numerics_check is None:
+            numerics_check = check_enabled()
+        if numerics_check and self.dtype == torch.bfloat16 and "cpu" in (self.dit_device.type, self.vae_device.type):
+            self.numerics = self._check_bf16(model, mc, vae, train.get("vae", "tiny"))
+            if not self.numerics.ok:
+                sys.stderr.write(f"streamavatar: warning: bf16 gives wrong results on this CPU "
+                                 f"({self.numerics.reason}); running in fp32 instead (slower). "
+                                 f"`streamavatar doctor` shows the machine\n")
+                self.dtype = torch.float32
         self.model = model.to(self.dit_device, self.dtype).eval()
         self.projector = projector.to(self.dit_device, self.dtype).eval()
         self.sampler = ChunkSampler(self.model, mc.stream)
-        train = folder.info.get("train", {})
-        self.vae = load_vae(train.get("vae", "tiny"), dtype=self.dtype).to(self.vae_device)
+        self.vae = vae.to(self.vae_device, self.dtype)
         a = folder.info.get("audio", {})
         adtype = audio_dtype or ("bfloat16" if self.dtype == torch.bfloat16 else "float32")
         acfg = AudioConfig(backend=a.get("backend", train.get("audio_backend", "whisper-tiny")),
@@ -112,6 +126,17 @@ class Pipeline:
         self.load_s = time.perf_counter() - t0
         self.warmup_s = 0.0
 
+    def _check_bf16(self, model, mc, vae, vae_spec: str) -> NumericsReport:
+        """The bf16-vs-fp32 self-check on the bundled reference image (cached per machine and weights)."""
+        from streamavatar.streaming.default_assets import bundled_inputs
+        from streamavatar.streaming.reference_image import load_reference
+
+        image = load_reference(bundled_inputs()[0], self.resolution)
+        vae_path = Path(vae_spec)
+        extra = [vae_path] if vae_path.exists() else []
+        fingerprint = f"{file_fingerprint(self.folder.weights_path, *extra)}|{vae_spec}|{self.resolution}"
+        return cached_check(model, mc.stream, vae, image, model_fingerprint=fingerprint)
+
     def _name(self) -> str:
         f = self.folder
         label = "default" if f.spec == "default" else f.folder.name
@@ -131,6 +156,7 @@ class Pipeline:
             "dit_parameters": self.model.num_parameters(), "steps": mc.stream.num_steps,
             "chunk_latent_frames": mc.stream.chunk_frames, "audio": self.frontend.config.backend,
             "overlap": self.overlap, "threads": torch.get_num_threads(),
+            "numerics_check": self.numerics.to_dict() if self.numerics else None,
         }
 
     @torch.no_grad()
@@ -158,7 +184,8 @@ class Pipeline:
 
 
 def load(spec: str = "default", *, resolution: int | None = None, dtype: str = "bf16", dit_device: str = "cpu",
-         vae_device: str = "cpu", threads: int | None = None, overlap: bool = True, warmup: bool = True) -> Pipeline:
+         vae_device: str = "cpu", threads: int | None = None, overlap: bool = True, warmup: bool = True,
+         numerics_check: bool | None = None) -> Pipeline:
     """Load a streaming model: ``"default"`` (bundled with the package) or a model folder (see
     :mod:`streamavatar.streaming.model_folder`).
 
@@ -166,6 +193,9 @@ def load(spec: str = "default", *, resolution: int | None = None, dtype: str = "
     DiT and the decode thread then use one core each; left alone otherwise). ``overlap``: decode on a worker
     thread so that the DiT can work on the next chunk meanwhile (see :meth:`Session.submit`). ``warmup``: run
     one throwaway chunk before returning, so that a session's first-frame delay is not the one-off start cost.
+    ``numerics_check``: in bf16 on a CPU, compare the model with fp32 once per machine and fall back to fp32 if
+    bf16 is wrong (:mod:`~streamavatar.streaming.numerics_check`; default on, ``$STREAMAVATAR_NUMERICS_CHECK=0``
+    turns it off).
     """
     folder = resolve_model(spec)
     if threads is None and dit_device == "cpu" and vae_device == "cpu":
@@ -175,7 +205,7 @@ def load(spec: str = "default", *, resolution: int | None = None, dtype: str = "
             raise UserInputError(f"threads must be a positive integer, got {threads}")
         torch.set_num_threads(int(threads))
     pipe = Pipeline(folder, resolution=resolution, dtype=dtype, dit_device=dit_device, vae_device=vae_device,
-                    overlap=overlap)
+                    overlap=overlap, numerics_check=numerics_check)
     if warmup:
         pipe.warmup_s = pipe.warmup()
     return pipe

@@ -83,8 +83,10 @@ class VAETrainConfig:
             v = getattr(self, name)
             if not (isinstance(v, (int, float)) and math.isfinite(v) and v > 0):
                 raise UserInputError(f"--{name.replace('_', '-')} must be a positive number, got {v}")
-        if self.crop < 0 or self.crop % 8:
-            raise UserInputError(f"--crop must be 0 (full frames) or a multiple of 8, got {self.crop}")
+        stride = VAE_PRESETS[self.preset].spatial_stride
+        if self.crop < 0 or self.crop % stride:
+            raise UserInputError(f"--crop must be 0 (full frames) or a multiple of {stride} (the {self.preset} "
+                                 f"stride), got {self.crop}")
         if self.max_steps < 0 or self.eval_clips < 1:
             raise UserInputError("--max-steps must be >= 0 and --eval-clips >= 1")
         if self.decoder_only and self.init_from is None:
@@ -254,6 +256,7 @@ def train_vae(cfg: VAETrainConfig, resume: bool = False, progress: bool = True) 
         for g in opt.param_groups:
             g["lr"] = lr
         x, mouths = train_bank.sample(cfg.batch, cfg.frames, rng, crop=cfg.crop or None,
+                                      crop_step=vae.config.spatial_stride,
                                       mouth_fraction=cfg.mouth_fraction, with_mouths=True)
         with torch.autocast("cpu", torch.bfloat16):
             with torch.set_grad_enabled(not cfg.decoder_only):

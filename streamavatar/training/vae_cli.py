@@ -60,9 +60,9 @@ def register(tree) -> None:
     p.add_argument("--data", required=True, help="corpus directory (train.txt/val.txt or *.mp4 files)")
     p.add_argument("--out", required=True, help="run directory (checkpoint.pt, train.csv, eval.csv, vae/)")
     p.add_argument("--resume", action="store_true", help="continue the run in --out from its last checkpoint")
-    p.add_argument("--preset", default=DEFAULT_VAE, choices=["tiny", "tiny48"],
-                   help=f"tiny48 (48 latent channels) or tiny (16 channels), both 4x8x8 stride; default {DEFAULT_VAE}, "
-                        "the default model's")
+    p.add_argument("--preset", default=DEFAULT_VAE, choices=["tiny", "tiny48", "tiny64s16"],
+                   help=f"tiny48 (48 latent channels) or tiny (16 channels), both 4x8x8 stride, or tiny64s16 (64 "
+                        f"channels, 4x16x16, for 256x256 video); default {DEFAULT_VAE}, the default model's")
     p.add_argument("--minutes", type=positive_float("--minutes"), default=45.0,
                    help="training-time budget (default 45)")
     p.add_argument("--max-steps", type=int, default=0, help="stop after this many steps (0 = time budget only)")

@@ -8,6 +8,7 @@ import subprocess
 import sys
 
 import numpy as np
+import soundfile as sf
 
 from streamavatar.cli import main
 from streamavatar.data.video_io import write_mp4
@@ -82,8 +83,23 @@ def test_check_reports_silent_and_unreadable_files(tmp_path, capsys):
     _one_line_exit_2_in_process(capsys, "data", "sheet", "--data", str(tmp_path), "--out", str(tmp_path / "s.png"))
 
 
-def test_missing_espeak_says_how_to_install(tmp_path):
-    env = {**os.environ, "PATH": str(tmp_path)}  # nothing on PATH: no espeak-ng
+def test_missing_system_espeak_says_how_to_install(tmp_path):
+    # Asking for the system program with nothing on PATH: one line that says how to install it or go back.
+    env = {**os.environ, "PATH": str(tmp_path), "STREAMAVATAR_ESPEAK": "system"}
     r = run_cli("data", "synth", "--out", str(tmp_path / "o"), "--clips", "1", "--seconds", "1", env=env)
     _one_line_exit_2(r)
-    assert "espeak-ng" in r.stderr and "apt-get install espeak-ng" in r.stderr
+    assert "espeak-ng" in r.stderr and "apt-get install espeak-ng" in r.stderr and "STREAMAVATAR_ESPEAK" in r.stderr
+    env["STREAMAVATAR_ESPEAK"] = "festival"
+    r = run_cli("data", "synth", "--out", str(tmp_path / "o"), "--clips", "1", "--seconds", "1", env=env)
+    _one_line_exit_2(r)
+    assert "'library' or 'system'" in r.stderr
+
+
+def test_corpus_speech_needs_no_system_program(tmp_path):
+    # The default engine is the wheel's libespeak-ng: a corpus renders with an empty PATH.
+    env = {**os.environ, "PATH": str(tmp_path)}
+    env.pop("STREAMAVATAR_ESPEAK", None)
+    r = run_cli("data", "synth", "--out", str(tmp_path / "o"), "--clips", "1", "--seconds", "1", env=env)
+    assert r.returncode == 0, r.stderr
+    wavs = sorted((tmp_path / "o").rglob("*.wav"))
+    assert wavs and any(sf.info(str(w)).frames > 0 for w in wavs)

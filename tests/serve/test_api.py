@@ -109,6 +109,7 @@ def test_requests_without_valid_key_or_token_are_refused_and_tokens_expire():
                     assert (await c.get(url + path)).status_code == 401
                 assert (await c.get(url + "/v1/config", headers=KEY)).json()["api_key"] == "***"
                 a = await create_session(c, base)
+                assert a["frame_codes"] is True  # the fake generator stamps codes; the page shows them
                 b = await create_session(c, base, color=(0, 0, 200))
                 tok_a = {"Authorization": f"Bearer {a['token']}"}
                 assert (await c.get(f"{url}/v1/sessions/{a['session_id']}", headers=tok_a)).status_code == 200

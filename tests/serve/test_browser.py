@@ -4,18 +4,22 @@ the fake microphone: connect, decode video, listening while the mic speaks, inte
 from __future__ import annotations
 
 import asyncio
-import os
-import shutil
 
 import numpy as np
+import playwright.async_api as playwright_api
 import pytest
 import soundfile as sf
 
+from tests.serve.chromium import find_or_install_chromium
 from tests.serve.helpers import API_KEY, fake_config, running_server
 
-CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
-playwright_api = pytest.importorskip("playwright.async_api")
-pytestmark = pytest.mark.skipif(not os.path.exists(CHROMIUM), reason="needs the Debian chromium package")
+
+@pytest.fixture(scope="module")
+def chromium() -> str:
+    try:
+        return find_or_install_chromium()
+    except RuntimeError as exc:
+        pytest.fail(str(exc), pytrace=False)
 
 
 def _write_wavs(tmp_path):
@@ -31,11 +35,11 @@ def _write_wavs(tmp_path):
     return tmp_path / "mic.wav", tmp_path / "agent.wav"
 
 
-async def _scenario(tmp_path) -> None:
+async def _scenario(tmp_path, chromium: str) -> None:
     mic, agent = _write_wavs(tmp_path)
     async with running_server(fake_config(fake_size=256, video_codec="h264")) as (base, _app):
         async with playwright_api.async_playwright() as p:
-            browser = await p.chromium.launch(executable_path=CHROMIUM, headless=True, args=[
+            browser = await p.chromium.launch(executable_path=chromium, headless=True, args=[
                 "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
                 "--disable-background-networking", "--disable-component-update", "--disable-sync",
                 "--use-fake-ui-for-media-stream", "--use-fake-device-for-media-stream",
@@ -50,6 +54,7 @@ async def _scenario(tmp_path) -> None:
                 # decodable video whose pixels carry the server's increasing frame counter
                 await page.wait_for_function("window.sa.framesDecoded > 25 && window.sa.lastFrameCode > 0",
                                              timeout=20000)
+                assert await page.is_visible("#frameCodeRow")  # fake model: the frame-code row is shown
                 first = await page.evaluate("window.sa.lastFrameCode")
                 await page.wait_for_function(f"window.sa.lastFrameCode > {first + 10}", timeout=10000)
                 # the fake microphone starts speaking after 1.5 s: the avatar switches to listening
@@ -76,5 +81,5 @@ async def _scenario(tmp_path) -> None:
                 await browser.close()
 
 
-def test_browser_client(tmp_path):
-    asyncio.run(asyncio.wait_for(_scenario(tmp_path), 90))
+def test_browser_client(tmp_path, chromium):
+    asyncio.run(asyncio.wait_for(_scenario(tmp_path, chromium), 90))

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import numpy as np
-import pytest
 import soundfile as sf
 from PIL import Image
 
@@ -11,14 +10,6 @@ from streamavatar.streaming.default_assets import bundled_inputs, render_assets
 
 
 def test_bundled_inputs_regenerate(tmp_path):
-    pytest.importorskip("streamavatar.data.speech")
-    from streamavatar.data.speech import espeak_path
-    from streamavatar.errors import UserInputError
-
-    try:
-        espeak_path()
-    except UserInputError:
-        pytest.skip("espeak-ng is not installed")
     img, wav = render_assets(tmp_path)
     bundled_img, bundled_wav = bundled_inputs()
     np.testing.assert_array_equal(np.asarray(Image.open(img)), np.asarray(Image.open(bundled_img)))

@@ -31,6 +31,7 @@ def test_server_with_engine_speaks_and_interrupts(small_pipe, speechlike):
                 await wait_for_ready(c, base)
                 s = await create_session(c, base)
                 assert s["video"]["width"] == 64
+                assert s["frame_codes"] is False  # the page hides its fake-model row for a real model
                 url = f"ws://{base}/v1/sessions/{s['session_id']}/ws?token={s['token']}"
                 async with websockets.connect(url) as ws:
                     await ws.send(json.dumps({"type": "speak_start", "sample_rate": 16000}))

@@ -62,6 +62,7 @@ async function start() {
       session = await api("POST", "/v1/sessions", { body: await testCard(), credential: key, type: "image/png" });
     }
     sa.session = session;
+    $("frameCodeRow").hidden = !session.frame_codes;
     sessionStorage.setItem("streamavatar.session", JSON.stringify(session));
     await connect();
   } catch (e) {
@@ -150,8 +151,10 @@ function watchFrames() {
       $("framesDecoded").textContent = sa.framesDecoded;
       canvas.width = video.videoWidth; canvas.height = video.videoHeight;
       g.drawImage(video, 0, 0);
-      sa.lastFrameCode = readCode(g, canvas.width, 0);
-      $("frameCode").textContent = sa.lastFrameCode;
+      if (sa.session && sa.session.frame_codes) {
+        sa.lastFrameCode = readCode(g, canvas.width, 0);
+        $("frameCode").textContent = sa.lastFrameCode;
+      }
     }
     video.requestVideoFrameCallback(onFrame);
   };
