@@ -180,3 +180,72 @@ def test_worker_gives_up_when_the_agent_never_comes():
                               reference_image=np.full((64, 64, 3), 90, np.uint8), room=avatar_room,
                               agent_timeout_s=0.5)
     assert asyncio.run(main()) == "agent_timeout"
+
+
+def test_agent_side_session_launches_through_the_dispatcher_and_routes_the_voice(monkeypatch):
+    """StreamAvatarSession.start: token for this room and agent, POST /launch over HTTP, DataStreamAudioOutput
+    as the agent's audio tail; a refusal becomes a DispatcherError carrying the dispatcher's message."""
+    import socket
+
+    import uvicorn
+
+    from streamavatar.integrations.livekit import DispatcherError, StreamAvatarSession
+
+    monkeypatch.setenv("LIVEKIT_API_KEY", KEY)
+    monkeypatch.setenv("LIVEKIT_API_SECRET", SECRET)
+    launched = []
+
+    def command(req):
+        launched.append(req)
+        return _sleeper(req)
+
+    class Output:
+        tail = None
+
+        def replace_audio_tail(self, sink):
+            self.tail = sink
+
+    class AgentSessionStandIn(rtc.EventEmitter):
+        def __init__(self):
+            super().__init__()
+            self.output = Output()
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+
+    async def main():
+        app = create_dispatcher_app(worker_command=command, api_key="k" * 20)
+        server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
+        serve = asyncio.create_task(server.serve())
+        while not server.started:
+            await asyncio.sleep(0.02)
+        try:
+            hub = Hub()
+            room = hub.room("agent-1")
+            agent = AgentSessionStandIn()
+            avatar = StreamAvatarSession(dispatcher_url=f"http://127.0.0.1:{port}", avatar_identity="avatar-1",
+                                         livekit_url="wss://lk.example.com", dispatcher_api_key="k" * 20)
+            await avatar.start(agent, room)
+            refused = StreamAvatarSession(dispatcher_url=f"http://127.0.0.1:{port}", avatar_identity="avatar-2",
+                                          livekit_url="wss://lk.example.com", dispatcher_api_key="k" * 20)
+            with pytest.raises(DispatcherError, match="409"):
+                await refused.start(AgentSessionStandIn(), room)  # same room: already has a worker
+            unauthorized = StreamAvatarSession(dispatcher_url=f"http://127.0.0.1:{port}",
+                                               livekit_url="wss://lk.example.com", dispatcher_api_key="wrong")
+            with pytest.raises(DispatcherError, match="401"):
+                await unauthorized.launch(room_name="room-9", url="wss://x", token=token("room-9"))
+            await avatar.aclose()
+            await refused.aclose()
+            await app.state.stop_all()
+            return avatar, agent
+        finally:
+            server.should_exit = True
+            await serve
+
+    avatar, agent = asyncio.run(main())
+    assert avatar.launch_response["room_name"] == "room-1" and len(launched) == 1
+    claims = check_avatar_token(launched[0].token, "room-1")
+    assert claims["sub"] == "avatar-1" and claims["attributes"][ATTRIBUTE_PUBLISH_ON_BEHALF] == "agent-1"
+    assert launched[0].url == "wss://lk.example.com"
+    assert isinstance(agent.output.tail, DataStreamAudioOutput)
