@@ -28,6 +28,7 @@ COMMAND_MODULES: tuple[str, ...] = (
     "streamavatar.training.distill_cli",
     "streamavatar.eval.cli",
     "streamavatar.training.judges_cli",
+    "streamavatar.integrations.livekit_cli",
 )
 
 GROUP_HELP = {

@@ -141,7 +141,7 @@ def create_app(config: ServeConfig, pipeline: AvatarPipeline | None = None,
 
     async def load_and_warm_up() -> None:
         try:
-            pipe = pipeline or await asyncio.to_thread(load_generator, config.model, config.fake_size)
+            pipe = pipeline or await asyncio.to_thread(load_generator, config.model, config.fake_size, config.dtype)
             await manager.start(pipe)
             manager.not_ready_reason = "model is warming up"
             if config.warmup:
