@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# CI for the optional agent-framework extras: one fresh virtual environment per extra (they pin different
+# CI for the optional extras (agent frameworks, silero VAD): one fresh virtual environment per extra (they pin different
 # dependency sets), torch 2.13.0 CPU + the project with that extra + dev tools, then that extra's tests.
 # Their tests skip only when the extra is missing, so here a skip is a failure (pytest's -rs summary is
 # checked). Called from .ci/run; can be run alone: .ci/extras.sh [livekit|pipecat ...]
@@ -8,12 +8,13 @@ cd "$(dirname "$0")/.."
 
 PY=${PYTHON:-python3.11}
 extras=("$@")
-[ ${#extras[@]} -gt 0 ] || extras=(livekit pipecat)
+[ ${#extras[@]} -gt 0 ] || extras=(livekit pipecat vad)
 
 tests_for() {
   case "$1" in
     livekit) echo "tests/integrations/test_livekit_*.py" ;;
     pipecat) echo "tests/serve/test_pipecat.py tests/integrations/test_pipecat_example.py" ;;
+    vad) echo "tests/audio/test_masks.py" ;;
     *) echo "unknown extra: $1" >&2; exit 2 ;;
   esac
 }
