@@ -14,7 +14,8 @@ from pathlib import Path
 
 PACKAGE = Path(__file__).resolve().parent.parent / "streamavatar"
 #: Modules every layer may import.
-BASE = {"streamavatar.constants", "streamavatar.config", "streamavatar.errors"}
+BASE = {"streamavatar.constants", "streamavatar.config", "streamavatar.errors", "streamavatar.atomic",
+        "streamavatar.reference_image"}
 #: layer → the layers (sub-packages of streamavatar) its modules may import, besides BASE and itself.
 ALLOWED = {
     "models": set(),

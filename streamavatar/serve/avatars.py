@@ -19,7 +19,7 @@ import numpy as np
 from PIL import Image
 
 from streamavatar.errors import UserInputError
-from streamavatar.streaming.reference_image import to_rgb
+from streamavatar.reference_image import to_rgb
 
 #: Container formats accepted (MPO is the multi-picture JPEG of phone cameras; its first picture is used).
 ACCEPTED_FORMATS = ("PNG", "JPEG", "MPO", "WEBP", "BMP")
@@ -104,7 +104,7 @@ def decode_reference(data: bytes, max_bytes: int, max_pixels: int) -> np.ndarray
 
 def fit_to_frame(img: Image.Image, frame_size: tuple[int, int]) -> np.ndarray:
     """Centre-crop ``img`` to the aspect of ``frame_size`` (H, W) and resize it there (Lanczos), like the engine's
-    :func:`~streamavatar.streaming.reference_image.load_reference` does for square models."""
+    :func:`~streamavatar.reference_image.load_reference` does for square models."""
     h, w = frame_size
     sw, sh = img.size
     if sw * h > sh * w:  # too wide

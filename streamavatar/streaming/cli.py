@@ -51,8 +51,8 @@ def _report(args: argparse.Namespace, result, pipe) -> None:
 
 
 def _generate(args: argparse.Namespace) -> int:
+    from streamavatar.reference_image import open_image
     from streamavatar.streaming.offline import check_inputs, check_output_path, generate_video
-    from streamavatar.streaming.reference_image import open_image
 
     # Check every input before the model loads (seconds, not minutes, to a clear error).
     if args.talk_audio is None and args.listen_audio is None:

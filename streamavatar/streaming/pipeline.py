@@ -123,8 +123,8 @@ class Pipeline:
 
     def _check_bf16(self, model, mc, vae, vae_spec: str) -> NumericsReport:
         """The bf16-vs-fp32 self-check on the bundled reference image (cached per machine and weights)."""
+        from streamavatar.reference_image import load_reference
         from streamavatar.streaming.default_assets import bundled_inputs
-        from streamavatar.streaming.reference_image import load_reference
 
         image = load_reference(bundled_inputs()[0], self.resolution)
         vae_path = Path(vae_spec)

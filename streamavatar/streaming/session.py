@@ -40,8 +40,8 @@ import torch
 
 from streamavatar import constants as K
 from streamavatar.errors import UserInputError
+from streamavatar.reference_image import load_reference
 from streamavatar.streaming.metrics import StreamMetrics
-from streamavatar.streaming.reference_image import load_reference
 
 #: A chunk is "listening" when at least this fraction of its frames carry user voice (VAD) and no agent audio.
 LISTEN_ACTIVITY = 0.25

@@ -16,6 +16,7 @@ import torch
 from PIL import Image
 
 from streamavatar import constants as K
+from streamavatar.atomic import atomic_output
 from streamavatar.diffusion.teacher_sampler import sample_teacher
 from streamavatar.errors import UserInputError
 from streamavatar.models.avatar_model import AvatarModel, find_model_files
@@ -97,7 +98,8 @@ def sample_teacher_video(run: str | Path, image: str | Path, talk_audio: str | P
     n = min(len(frames), 1 + round(seconds * K.VIDEO_FPS))
     audio16 = frontend_resample(talk, sr)[: n * 640]
     out = Path(out)
-    write_mp4(out, frames[:n], K.VIDEO_FPS, audio=audio16, sample_rate=16000)
+    with atomic_output(out) as tmp:  # an interrupted or failed write leaves an older file as it was
+        write_mp4(tmp, frames[:n], K.VIDEO_FPS, audio=audio16, sample_rate=16000)
     return out
 
 

@@ -7,8 +7,8 @@ import pytest
 from PIL import Image
 
 from streamavatar.eval.blockiness import blockiness, blockiness_by_grid
+from streamavatar.reference_image import load_reference
 from streamavatar.streaming.default_assets import bundled_inputs
-from streamavatar.streaming.reference_image import load_reference
 
 
 @pytest.fixture(scope="module")

@@ -20,8 +20,8 @@ import torch.nn.functional as F
 from streamavatar.data.video_io import read_frames
 from streamavatar.models.tiny_vae import PatchLinear2d, patch_pca_
 from streamavatar.models.vae import VAE_PRESETS, build_vae, load_vae
+from streamavatar.reference_image import load_reference
 from streamavatar.streaming.default_assets import bundled_inputs
-from streamavatar.streaming.reference_image import load_reference
 
 #: The (input channels, kernel) pairs for which oneDNN's AMX bf16 convolution returned relative errors > 1,
 #: plus the layers the tiny VAEs use (12 -> z with 8x8 patches, z -> 768 per pixel).
