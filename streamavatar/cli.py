@@ -25,6 +25,7 @@ COMMAND_MODULES: tuple[str, ...] = (
     "streamavatar.training.vae_cli",
     "streamavatar.training.distill_cli",
     "streamavatar.eval.cli",
+    "streamavatar.eval.real_cli",
 )
 
 GROUP_HELP = {

@@ -58,6 +58,13 @@ def _prepare(args: argparse.Namespace) -> int:
     return 0
 
 
+def _mix(args: argparse.Namespace) -> int:
+    from streamavatar.data.mix import build_mixture, parse_source
+
+    print(json.dumps(build_mixture([parse_source(s) for s in args.source], args.out)))
+    return 0
+
+
 def register(tree) -> None:
     p = tree.subcommand("data", "synth", "render the synthetic talking/listening avatar corpus (mp4 + wavs + "
                         "per-frame ground truth, identity-disjoint splits)", _synth)
@@ -98,3 +105,7 @@ def register(tree) -> None:
                    help="median face height (forehead to chin) in source pixels below which a run is dropped "
                    "as 'face too small' (default 48)")
     r.add_argument("--quiet", action="store_true", help="no progress bars")
+    m = tree.subcommand("data", "mix", "one training folder over several corpus / prepared folders with a weight "
+                        "per source (share of the training windows); links, no copies", _mix)
+    m.add_argument("--source", action="append", required=True, help="DIR or DIR:WEIGHT (repeat per source)")
+    m.add_argument("--out", required=True, help="new folder for the mixture")

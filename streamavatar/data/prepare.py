@@ -42,13 +42,12 @@ from scipy.ndimage import gaussian_filter1d
 from tqdm import tqdm
 
 from streamavatar.constants import VIDEO_FPS
-from streamavatar.data.dataset import SILENCE_PEAK, VIDEO_SUFFIXES
+from streamavatar.data.dataset import REAL_FORMAT_NAME, SILENCE_PEAK, VIDEO_SUFFIXES
 from streamavatar.data.speaker_attribution import attribute_speakers, frame_energy, load_override
 from streamavatar.data.synthetic import SPLITS
 from streamavatar.data.video_io import write_mp4
 from streamavatar.errors import UserInputError
 
-REAL_FORMAT_NAME = "streamavatar-real-v1"
 SAMPLE_RATE = 16000
 HOP = SAMPLE_RATE // VIDEO_FPS
 #: mouth-opening ratio (inner-lip gap / face height) mapped to mouth_open 0 and 1 (calibrated on the synthetic

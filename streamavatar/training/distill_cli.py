@@ -41,7 +41,7 @@ def register(tree) -> None:
     p = tree.subcommand("train", "distill",
                         "distil the teacher into the 3-step streaming student (ODE init, then SiD)", _train)
     p.add_argument("--teacher", required=True, help="teacher run folder (teacher.json + teacher.safetensors)")
-    p.add_argument("--data", required=True, help="synthetic corpus folder (streamavatar data synth)")
+    p.add_argument("--data", required=True, help="data folder: data synth, data prepare or data mix output")
     p.add_argument("--out", required=True, help="run folder (checkpoints, log, student.safetensors/.json)")
     p.add_argument("--resume", action="store_true", help="continue the run in --out from its last checkpoint")
     p.add_argument("--phase", default="ode", choices=("ode", "sid"),

@@ -42,7 +42,7 @@ def _sample(args: argparse.Namespace) -> int:
 
 def register(tree) -> None:
     p = tree.subcommand("train", "teacher", "train the bidirectional audio-driven teacher (flow matching)", _train)
-    p.add_argument("--data", required=True, help="synthetic corpus folder (streamavatar data synth)")
+    p.add_argument("--data", required=True, help="data folder: data synth, data prepare or data mix output")
     p.add_argument("--out", required=True, help="run folder (checkpoints, log, exported EMA weights)")
     p.add_argument("--resume", action="store_true", help="continue the run in --out from its last checkpoint")
     p.add_argument("--preset", default=DEFAULT_PRESET, help=f"model preset (default {DEFAULT_PRESET})")
