@@ -228,7 +228,7 @@ def iter_frames(path: Path, fps: int = VIDEO_FPS):
                                         f"({type(exc).__name__}: {exc})") from exc
         if prev is not None:
             end = prev_t + 1.0 / float(vs.average_rate or fps)
-            while k / fps < end - 1e-6:
+            while k / fps < end - 0.25 / fps:  # container timestamps are rounded (ms in mkv)
                 yield k, prev
                 k += 1
 
