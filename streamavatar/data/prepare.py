@@ -162,9 +162,14 @@ def _decode_audio_streams(path: Path, max_streams: int = 2) -> list[np.ndarray]:
             c.seek(0)
             res = av.AudioResampler(format="flt", layout="mono", rate=SAMPLE_RATE)
             chunks = []
-            for frame in c.decode(s):
-                chunks.extend(r.to_ndarray().reshape(-1) for r in res.resample(frame))
-            chunks.extend(r.to_ndarray().reshape(-1) for r in res.resample(None))
+            try:
+                for frame in c.decode(s):
+                    chunks.extend(r.to_ndarray().reshape(-1) for r in res.resample(frame))
+                chunks.extend(r.to_ndarray().reshape(-1) for r in res.resample(None))
+            except Exception as exc:  # noqa: BLE001 - PyAV raises many error types for broken data
+                got = sum(len(x) for x in chunks) / SAMPLE_RATE
+                raise SkipFile("truncated", f"audio stream {s.index} stops decoding after {got:.2f} s "
+                                            f"({type(exc).__name__}: {exc})") from exc
             out.append(np.concatenate(chunks).astype(np.float32) if chunks else np.zeros(0, np.float32))
     return out
 
@@ -182,8 +187,9 @@ def _read_wav16k(path: Path) -> np.ndarray:
     return audio
 
 
-def video_rate(path: Path) -> tuple[float, int, int]:
-    """``(fps, width, height)`` of the first video stream; raises :class:`SkipFile` when unusable."""
+def video_rate(path: Path) -> tuple[float, int, int, float]:
+    """``(fps, width, height, declared duration s or 0)`` of the first video stream; raises :class:`SkipFile`
+    when unusable."""
     try:
         with av.open(str(path)) as c:
             if not c.streams.video:
@@ -191,13 +197,14 @@ def video_rate(path: Path) -> tuple[float, int, int]:
             vs = c.streams.video[0]
             fps = float(vs.average_rate or vs.guessed_rate or 0)
             w, h = vs.codec_context.width, vs.codec_context.height
+            declared = float(vs.duration * vs.time_base) if vs.duration else 0.0  # the video stream's own
     except SkipFile:
         raise
     except Exception as exc:  # noqa: BLE001 - PyAV raises many error types for broken files
         raise SkipFile("unreadable", f"{type(exc).__name__}: {exc}") from exc
     if not (MIN_FPS <= fps <= MAX_FPS):
         raise SkipFile("odd frame rate", f"{fps:g} fps (supported {MIN_FPS:g}-{MAX_FPS:g})")
-    return fps, w, h
+    return fps, w, h, declared
 
 
 def iter_frames(path: Path, fps: int = VIDEO_FPS):
@@ -500,7 +507,7 @@ def _voices(inp: VideoInput) -> tuple[str, np.ndarray, np.ndarray | None]:
 
 def prepare_file(inp: VideoInput, out: Path, cfg: PrepareConfig, progress: bool = False) -> FileResult:
     """Both passes for one video; raises :class:`SkipFile` for an unusable file."""
-    fps_src, _, _ = video_rate(inp.path)
+    fps_src, _, _, declared = video_rate(inp.path)
     layout, talk, listen = _voices(inp)
     peak = max(float(np.abs(talk).max(initial=0)), float(np.abs(listen).max(initial=0)) if listen is not None else 0)
     if peak < SILENCE_PEAK:
@@ -515,6 +522,8 @@ def prepare_file(inp: VideoInput, out: Path, cfg: PrepareConfig, progress: bool 
     n = track.n
     if n == 0:
         raise SkipFile("unreadable", "no decodable frames")
+    if declared > 0 and n / cfg.fps < declared - max(1.0, 0.05 * declared):
+        raise SkipFile("truncated", f"{n / cfg.fps:.2f} s of video decoded, the container declares {declared:.2f} s")
     result = FileResult(seconds=n / cfg.fps)
     if listen is None:
         att = attribute_speakers(_fit(talk, n * HOP), track.ratio, track.found, override)

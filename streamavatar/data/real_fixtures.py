@@ -144,9 +144,11 @@ def _encode_video(container, frames: np.ndarray, fps: int) -> None:
 
 
 def write_video(path: Path, frames: np.ndarray, fps: int, audio_tracks: list[np.ndarray],
-                audio_rate: int = SAMPLE_RATE) -> None:
-    """H.264 video at ``fps`` with one AAC stream per entry of ``audio_tracks`` (mono, ``audio_rate``)."""
-    with av.open(str(path), mode="w") as c:
+                audio_rate: int = SAMPLE_RATE, faststart: bool = False) -> None:
+    """H.264 video at ``fps`` with one AAC stream per entry of ``audio_tracks`` (mono, ``audio_rate``);
+    ``faststart`` puts the mp4 index first (a truncated copy then still opens)."""
+    opts = {"movflags": "faststart"} if faststart else {}
+    with av.open(str(path), mode="w", options=opts) as c:
         streams = []
         for _ in audio_tracks:
             s = c.add_stream("aac", rate=audio_rate, layout="mono")
