@@ -50,10 +50,11 @@ from streamavatar.errors import UserInputError
 
 SAMPLE_RATE = 16000
 HOP = SAMPLE_RATE // VIDEO_FPS
-#: mouth-opening ratio (inner-lip gap / face height) mapped to mouth_open 0 and 1 (calibrated on the synthetic
-#: corpus against its renderer's mouth_open: docs/real_data.md)
+#: mouth-opening ratio (inner-lip gap / face height) mapped to mouth_open 0 and 1: 0 = touching lips, 1 = the
+#: synthetic corpus's widest mouth (a linear fit of the ratio against the renderer's mouth_open on 6 corpus
+#: clips gives 0.174 at mouth_open 1; its drawn lips leave a 0.04 gap when "closed": docs/real_data.md)
 RATIO_CLOSED = 0.0
-RATIO_WIDE = 0.16
+RATIO_WIDE = 0.17
 MIN_FPS, MAX_FPS = 10.0, 121.0
 MIN_RATE, MAX_RATE = 8000, 192000
 DROP_REASONS = ("no face", "face too small", "too dark", "cut too short")

@@ -86,7 +86,8 @@ def train_real_syncnet(data: str | Path, out: str | Path, cfg: SyncTrainConfig, 
     model, log = train_syncnet(load_real_sync_set(data, "train", progress), cfg, progress)
     held = load_real_sync_set(data, eval_split, progress)
     report = {"kind": "real", "maps": "luminance + vertical gradient around the landmark mouth centre",
-              "train": log, "train_config": cfg.__dict__, eval_split: evaluate_syncnet(model, held)}
+              "train": log, "train_config": cfg.__dict__, "eval_split": eval_split,
+              "held_out": evaluate_syncnet(model, held)}
     save_syncnet(model, out, report)
     Path(out, "real_sync.json").write_text(json.dumps(report, indent=1, default=str))
     return report
