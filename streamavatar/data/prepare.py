@@ -617,7 +617,10 @@ def prepare_folder(videos: str | Path, out: str | Path, cfg: PrepareConfig | Non
     videos, out = Path(videos), Path(out)
     if out.resolve() == videos.resolve():
         raise UserInputError("--out must differ from --videos")
+    from streamavatar.data.face_track import require_mediapipe
+
     inputs = find_inputs(videos)
+    require_mediapipe()  # one line naming the extra, before any work
     if not inputs:
         raise UserInputError(f"no videos ({', '.join(VIDEO_SUFFIXES)}) under {videos}")
     si, sn = shard
