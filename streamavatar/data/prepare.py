@@ -519,7 +519,7 @@ def prepare_file(inp: VideoInput, out: Path, cfg: PrepareConfig, progress: bool 
             override = load_override(inp.override, cfg.fps)
         except UserInputError as exc:
             raise SkipFile("bad override", str(exc)) from exc
-    track = analyse_video(inp.path, cfg, progress)
+    track = analyse_video(inp.path, cfg, progress, total=int(declared * cfg.fps) or None)
     n = track.n
     if n == 0:
         raise SkipFile("unreadable", "no decodable frames")
