@@ -24,10 +24,18 @@ import numpy as np
 from streamavatar.audio.vad import vad_mask
 from streamavatar.errors import UserInputError
 
-#: mouth-opening-ratio standard deviation that is even odds of talking
+#: mouth-opening-ratio standard deviation that is even odds of talking (at zero-centred coupling)
 MOTION_THRESHOLD = 0.008
-MOTION_GAIN = 2.5
-COUPLING_GAIN = 2.0
+MOTION_GAIN = 2.0
+#: correlation of the opening with the voice energy (best over a mouth lag of 0..COUPLING_MAX_LAG frames)
+COUPLING_GAIN = 4.0
+COUPLING_CENTRE = 0.25
+COUPLING_MAX_LAG = 3
+#: long voiced runs are scored in windows of WINDOW frames every WINDOW_HOP; label runs shorter than MIN_PART
+#: frames join their neighbour
+WINDOW = 25
+WINDOW_HOP = 5
+MIN_PART = 12
 #: voiced runs closer than this many frames are one segment; shorter segments than MIN_SEGMENT join neighbours
 MERGE_GAP = 5
 MIN_SEGMENT = 3
@@ -83,16 +91,59 @@ def _corr(a: np.ndarray, b: np.ndarray) -> float:
     return float(np.corrcoef(a, b)[0, 1])
 
 
+def _coupling(r: np.ndarray, e: np.ndarray, max_lag: int = COUPLING_MAX_LAG) -> float:
+    """Best correlation of the opening with the energy when the mouth lags the voice by 0..max_lag frames."""
+    best = _corr(r, e)
+    for lag in range(1, max_lag + 1):
+        if len(r) - lag >= 3:
+            best = max(best, _corr(r[lag:], e[:-lag]))
+    return best
+
+
 def classify_segment(ratio: np.ndarray, valid: np.ndarray, energy: np.ndarray) -> tuple[float, float, float]:
     """``(p_avatar, motion, coupling)`` of one segment's mouth ratios, tracked-face mask and frame energies."""
     ok = np.asarray(valid, bool)
     if ok.sum() < 3:
         return 0.0, 0.0, 0.0
-    r, e = np.asarray(ratio, np.float64)[ok], np.asarray(energy, np.float64)[ok]
-    motion = float(np.std(r))
-    coupling = _corr(r, np.sqrt(e))
-    z = MOTION_GAIN * np.log(max(motion, 1e-6) / MOTION_THRESHOLD) + COUPLING_GAIN * coupling
+    r, e = np.asarray(ratio, np.float64), np.sqrt(np.asarray(energy, np.float64))
+    r = np.interp(np.arange(len(r)), np.flatnonzero(ok), r[ok]) if not ok.all() else r
+    motion = float(np.std(r[ok]))
+    coupling = _coupling(r, e)
+    z = MOTION_GAIN * np.log(max(motion, 1e-6) / MOTION_THRESHOLD) + COUPLING_GAIN * (coupling - COUPLING_CENTRE)
     return float(1 / (1 + np.exp(-z))), motion, coupling
+
+
+def split_run(ratio: np.ndarray, valid: np.ndarray, energy: np.ndarray, a: int, b: int) -> list[tuple[int, int, float]]:
+    """``[(start, end, p_avatar)]`` of one voiced run: runs longer than ``2 * WINDOW`` frames are scored in
+    overlapping windows so that a change of speaker inside a run (turns with short pauses) splits it; label runs
+    shorter than ``MIN_PART`` frames join their neighbour."""
+    if b - a <= 2 * WINDOW:
+        return [(a, b, classify_segment(ratio[a:b], valid[a:b], energy[a:b])[0])]
+    acc, cnt = np.zeros(b - a), np.zeros(b - a)
+    starts = list(range(a, b - WINDOW + 1, WINDOW_HOP))
+    if starts[-1] != b - WINDOW:
+        starts.append(b - WINDOW)
+    for s in starts:
+        p = classify_segment(ratio[s:s + WINDOW], valid[s:s + WINDOW], energy[s:s + WINDOW])[0]
+        acc[s - a:s - a + WINDOW] += p
+        cnt[s - a:s - a + WINDOW] += 1
+    p = acc / np.maximum(cnt, 1)
+    label = p >= 0.5
+    parts: list[list[int]] = []
+    t = 0
+    while t < len(label):
+        u = t
+        while u < len(label) and label[u] == label[t]:
+            u += 1
+        if parts and (u - t < MIN_PART):
+            parts[-1][1] = u
+        else:
+            parts.append([t, u])
+        t = u
+    if len(parts) > 1 and parts[0][1] - parts[0][0] < MIN_PART:
+        parts[1][0] = parts[0][0]
+        parts.pop(0)
+    return [(a + x, a + y, float(p[x:y].mean())) for x, y in parts]
 
 
 def load_override(path: Path, fps: int) -> list[tuple[int, int, str]]:
@@ -141,8 +192,9 @@ def attribute_speakers(audio16k: np.ndarray, ratio: np.ndarray, valid: np.ndarra
     talk, listen = np.zeros(n, bool), np.zeros(n, bool)
     conf = np.ones(n, np.float32)
     segments = []
-    for a, b in voiced_segments(voiced):
-        p, motion, coupling = classify_segment(ratio[a:b], valid[a:b], energy[a:b])
+    parts = [part for a, b in voiced_segments(voiced) for part in split_run(ratio, valid, energy, a, b)]
+    for a, b, p in parts:
+        _, motion, coupling = classify_segment(ratio[a:b], valid[a:b], energy[a:b])
         who = "avatar" if p >= 0.5 else "partner"
         c = abs(2 * p - 1) if valid[a:b].sum() >= 3 else 0.0
         segments.append(Segment(a, b, who, round(p, 4), round(c, 4), round(motion, 5), round(coupling, 4)))

@@ -86,3 +86,20 @@ def test_override_file_wins(tmp_path):
     f.write_text("{not json")
     with pytest.raises(UserInputError, match="bad speaker override"):
         load_override(f, 25)
+
+
+def test_a_turn_change_without_a_pause_splits_the_run():
+    audio, ratio, tt, tl = _series()
+    # move the partner's turn right after the avatar's: one voiced run 25..175
+    audio2 = np.zeros_like(audio)
+    audio2[25 * 640:100 * 640] = audio[25 * 640:100 * 640]
+    audio2[100 * 640:175 * 640] = audio[125 * 640:200 * 640]
+    ratio2 = ratio.copy()
+    ratio2[100:175] = ratio[125:200]
+    ratio2[175:] = 0.01
+    att = attribute_speakers(audio2, ratio2, np.ones(len(ratio2), bool))
+    truth_listen = np.zeros(len(ratio2), bool)
+    truth_listen[100:175] = True
+    acc = attribution_accuracy(att.talk_mask, att.listen_mask, tt, truth_listen)
+    assert [s.speaker for s in att.segments] == ["avatar", "partner"]
+    assert acc["accuracy"] > 0.9, acc
