@@ -615,8 +615,8 @@ def prepare_folder(videos: str | Path, out: str | Path, cfg: PrepareConfig | Non
     cfg = cfg or PrepareConfig()
     cfg.validate()
     videos, out = Path(videos), Path(out)
-    if out.resolve() == videos.resolve():
-        raise UserInputError("--out must differ from --videos")
+    if out.resolve() == videos.resolve() or videos.resolve() in out.resolve().parents:
+        raise UserInputError("--out must not be --videos or inside it (its clips would be read as input videos)")
     from streamavatar.data.face_track import require_mediapipe
 
     inputs = find_inputs(videos)

@@ -102,6 +102,8 @@ def test_cli_errors_are_one_line(tmp_path):
     assert r.returncode == 2 and "no videos" in r.stderr
     r = _cli("--videos", str(tmp_path / "empty"), "--out", str(tmp_path / "o"), "--shard", "2/2")
     assert r.returncode == 2 and "--shard" in r.stderr
+    r = _cli("--videos", str(tmp_path / "empty"), "--out", str(tmp_path / "empty" / "o"))
+    assert r.returncode == 2 and "inside it" in r.stderr
     r = _cli("--videos", str(tmp_path / "empty"), "--out", str(tmp_path / "o"), "--resolution", "100")
     assert r.returncode == 2 and "multiple of 16" in r.stderr
     assert all(len(x.stderr.strip().splitlines()) == 1 for x in [r])
