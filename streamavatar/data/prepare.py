@@ -620,9 +620,9 @@ def prepare_folder(videos: str | Path, out: str | Path, cfg: PrepareConfig | Non
     from streamavatar.data.face_track import require_mediapipe
 
     inputs = find_inputs(videos)
-    require_mediapipe()  # one line naming the extra, before any work
     if not inputs:
         raise UserInputError(f"no videos ({', '.join(VIDEO_SUFFIXES)}) under {videos}")
+    require_mediapipe()  # one line naming the extra, before any work
     si, sn = shard
     if (out / "index.json").is_file():
         raise UserInputError(f"{out} already holds a prepared folder (index.json); choose another --out")
