@@ -7,6 +7,8 @@ Two references on the same photo and audio bracket the score: the photo whose mo
 energy (what a mouth that follows the voice scores) and the still photo (a mouth that never moves).
 
     python benchmarks/real_lipsync_baseline.py --out /tmp/real_baseline [--model default]
+
+Each photo is used whole (as a user would pass it) and as the upper-body crop ``data prepare`` would make.
 """
 
 from __future__ import annotations
@@ -24,6 +26,22 @@ from PIL import Image
 SENTENCES = ("Jupiter's largest moons circle quietly beyond the asteroid belt.",
              "Our committee will publish the final budget numbers on Thursday morning.",
              "Could you describe how the old lighthouse keeper spent his winters?")
+
+
+def upper_body_crop(photo: np.ndarray) -> np.ndarray:
+    """The square crop ``data prepare`` takes around a face (2.6 face heights, face centre at 36 %), 512 px."""
+    from streamavatar.data.face_track import FaceMeshTracker, face_geometry
+    from streamavatar.data.prepare import PrepareConfig
+
+    cfg = PrepareConfig()
+    with FaceMeshTracker(static=True) as tracker:
+        g = face_geometry(tracker(photo))
+    h, w = photo.shape[:2]
+    side = min(cfg.crop_scale * g.height, h, w)
+    cx = float(np.clip(g.center[0], side / 2, w - side / 2))
+    cy = float(np.clip(g.center[1] + (0.5 - cfg.crop_face_y) * side, side / 2, h - side / 2))
+    box = (cx - side / 2, cy - side / 2, cx + side / 2, cy + side / 2)
+    return np.asarray(Image.fromarray(photo).resize((512, 512), Image.Resampling.BICUBIC, box=box))
 
 
 def main() -> None:
@@ -45,7 +63,10 @@ def main() -> None:
     sf.write(wav, speech, 16000)
     n = len(speech) // 640
     results = {"audio_seconds": round(len(speech) / 16000, 2), "model": args.model}
-    for name, photo in (("astronaut", rf.astronaut()), ("grace_hopper", rf.grace_hopper())):
+    photos = {"astronaut": rf.astronaut(), "grace_hopper": rf.grace_hopper()}
+    for name in list(photos):  # also the upper-body crop data prepare would make (face ~38 % of the height)
+        photos[f"{name}_crop"] = upper_body_crop(photos[name])
+    for name, photo in photos.items():
         img = out / f"{name}.png"
         Image.fromarray(photo).save(img)
         video = out / f"{name}_generated.mp4"
