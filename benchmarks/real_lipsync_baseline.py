@@ -1,10 +1,11 @@
 """The real-face lip-sync baseline: today's default model on real photos with held-out speech ([real] extra).
 
-For the astronaut (scikit-image) and grace_hopper (matplotlib) photos and a held-out espeak-ng voice and
-sentences (not the corpus vocabulary), runs ``streamavatar generate --image PHOTO --talk-audio WAV`` and scores
-the result with ``streamavatar eval real-sync``'s measure (landmark mouth opening against the voice's energy).
-Two references on the same photo and audio bracket the score: the photo whose mouth is opened by the voice's
-energy (what a mouth that follows the voice scores) and the still photo (a mouth that never moves).
+For the astronaut (scikit-image) and grace_hopper (matplotlib) photos and held-out espeak-ng sentences (not in
+the corpus vocabulary; the voice is of the corpus's kind), runs ``streamavatar generate --image PHOTO
+--talk-audio WAV`` and scores the result with ``streamavatar eval real-sync``'s measure (landmark mouth
+opening against the voice's energy). Two references on the same photo and audio bracket the score: the photo
+whose mouth is opened by the voice's energy (what a mouth that follows the voice scores) and the still photo
+(a mouth that never moves).
 
     python benchmarks/real_lipsync_baseline.py --out /tmp/real_baseline [--model default]
 
@@ -56,7 +57,7 @@ def main() -> None:
 
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    voice = Voice("en-us", "f4", 150, 40)  # not one of the corpus (voice, variant) pairs used for the default
+    voice = Voice("en-us", "f4", 150, 40)  # a voice of the corpus's kind; the sentences are outside its vocabulary
     gap = np.zeros(int(0.5 * 16000), np.float32)
     speech = np.concatenate([np.concatenate([gap, synthesize(s, voice)]) for s in SENTENCES] + [gap])
     wav = out / "held_out_speech.wav"
