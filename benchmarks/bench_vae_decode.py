@@ -1,6 +1,10 @@
 """Streaming VAE decode time per 12-frame chunk (3 latent frames), bf16 and fp32, at 128x128 and 256x256.
 
     PYTHONPATH=. python benchmarks/bench_vae_decode.py [--preset tiny] [--model DIR] [--threads N] [--repeats 20]
+    PYTHONPATH=. python benchmarks/bench_vae_decode.py --compare tiny48@128,tiny64s16@256 [--rounds 5] [--dtypes bf16]
+
+``--compare`` times several presets, each at its own resolution, round by round (interleaved, so a changing
+background load favours none) and prints each one's median over the rounds and the ratio to the first.
 
 The decoder is primed with the reference latent and one chunk, then each timed call decodes one chunk with the
 causal cache carried over, exactly as the stream does. Prints one JSON line per setting (median and p90 ms).
@@ -19,7 +23,7 @@ import torch
 
 from streamavatar import constants as K
 from streamavatar.models.random_weights import randomize_
-from streamavatar.models.vae import VideoVAE, build_vae, bundled_vae_dir
+from streamavatar.models.vae import VAE_PRESETS, VideoVAE, build_vae, bundled_vae_dir
 
 
 def load(preset: str, model: str | None) -> tuple[VideoVAE, str]:
@@ -57,9 +61,29 @@ def time_decode(vae: VideoVAE, res: int, dtype: torch.dtype, repeats: int) -> di
             "frames_per_chunk": K.CHUNK_VIDEO_FRAMES, "repeats": repeats}
 
 
+def compare(spec: str, rounds: int, repeats: int, dtypes: list[torch.dtype]) -> None:
+    pairs = [(p.split("@")[0], int(p.split("@")[1])) for p in spec.split(",")]
+    vaes = {name: load(name, None) for name, _ in pairs}
+    for dtype in dtypes:
+        medians: dict[str, list[float]] = {f"{n}@{r}": [] for n, r in pairs}
+        for _ in range(rounds):
+            for name, res in pairs:
+                medians[f"{name}@{res}"].append(time_decode(vaes[name][0], res, dtype, repeats)["ms_median"])
+        first = statistics.median(next(iter(medians.values())))
+        for key, ms in medians.items():
+            m = statistics.median(ms)
+            print(json.dumps({"setting": key, "dtype": str(dtype).removeprefix("torch."), "ms_median": round(m, 1),
+                              "rounds_ms": ms, "ratio_to_first": round(m / first, 3),
+                              "weights": vaes[key.split("@")[0]][1], "threads": torch.get_num_threads()}),
+                  flush=True)
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--preset", default="tiny48", choices=["tiny48", "tiny", "wan2.1", "wan2.2"])
+    ap.add_argument("--preset", default="tiny48", choices=sorted(VAE_PRESETS))
+    ap.add_argument("--compare", default=None, metavar="PRESET@RES,...",
+                    help="interleave these presets at these resolutions instead of --preset/--resolutions")
+    ap.add_argument("--rounds", type=int, default=5, help="rounds for --compare")
     ap.add_argument("--model", default=None, help="a saved VAE directory")
     ap.add_argument("--threads", type=int, default=None)
     ap.add_argument("--repeats", type=int, default=20)
@@ -68,8 +92,11 @@ def main() -> None:
     args = ap.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
-    vae, source = load(args.preset, args.model)
     dtypes = {"bf16": torch.bfloat16, "fp32": torch.float32}
+    if args.compare:
+        compare(args.compare, args.rounds, args.repeats, [dtypes[d] for d in args.dtypes.split(",")])
+        return
+    vae, source = load(args.preset, args.model)
     for d in args.dtypes.split(","):
         for r in args.resolutions.split(","):
             row = time_decode(vae, int(r), dtypes[d], args.repeats)

@@ -25,7 +25,9 @@ COMMAND_MODULES: tuple[str, ...] = (
     "streamavatar.training.vae_cli",
     "streamavatar.training.distill_cli",
     "streamavatar.eval.cli",
+    "streamavatar.training.judges_cli",
     "streamavatar.eval.real_cli",
+    "streamavatar.training.sync_real",
 )
 
 GROUP_HELP = {

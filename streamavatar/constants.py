@@ -89,3 +89,11 @@ CHUNK_VIDEO_FRAMES = CHUNK_LATENT_FRAMES * VAE_TEMPORAL_STRIDE
 CHUNK_SECONDS = CHUNK_VIDEO_FRAMES / VIDEO_FPS
 
 assert REFERENCE_SINK_FRAMES + ROLLING_WINDOW_FRAMES + CHUNK_LATENT_FRAMES - 1 == RAPR_MAX_DISTANCE
+
+# --- pixels and audio ---------------------------------------------------------------------------------------
+#: uint8 pixels ↔ [-1, 1]: ``x / PIXEL_HALF_RANGE - 1`` and back ``(x + 1) * PIXEL_HALF_RANGE`` (255 / 2).
+PIXEL_HALF_RANGE = 127.5
+#: Rate of the audio encoders' input (Whisper, wav2vec2, log-mel) and of the agent audio returned with chunks.
+AUDIO_SAMPLE_RATE = 16000
+#: The default audio encoder backend (Whisper tiny.en, docs/audio.md).
+DEFAULT_AUDIO_BACKEND = "whisper-tiny"

@@ -16,7 +16,7 @@ from streamavatar import constants as K
 from streamavatar.audio.config import BACKENDS, AudioConfig
 from streamavatar.audio.frontend import AudioFrontend
 from streamavatar.audio.io import ENCODER_SAMPLE_RATE
-from streamavatar.audio.streaming import StreamingAudioEncoder
+from streamavatar.audio.streaming import ChunkAudioEncoder
 from streamavatar.errors import UserInputError
 
 
@@ -42,9 +42,11 @@ def random_wav2vec2_base_dir(seed: int = 0) -> str:
 
 
 def bench_backend(cfg: AudioConfig, seconds: float, push_s: float = 0.02, progress: bool = False) -> dict:
-    """Stream ``seconds`` of audio through one backend; per-chunk milliseconds of ``pop()`` (encode + windows)."""
+    """Stream ``seconds`` of agent audio through one backend the way a session does (the listening voice is
+    silent); per-chunk milliseconds of ``next_chunk()`` (encode + windows) once a chunk and its look-ahead are
+    queued."""
     frontend = AudioFrontend(cfg)
-    stream = StreamingAudioEncoder(frontend)
+    stream = ChunkAudioEncoder(frontend, listen_backlog_s=None)
     audio = synthetic_voice(seconds)
     step = max(1, round(push_s * ENCODER_SAMPLE_RATE))
     warm = AudioFrontend(cfg, frontend.encoder)  # one untimed chunk so lazy initialisation is not timed
@@ -52,11 +54,11 @@ def bench_backend(cfg: AudioConfig, seconds: float, push_s: float = 0.02, progre
     times = []
     bar = tqdm(total=len(audio), unit="sample", disable=not progress, desc=cfg.backend, leave=False)
     for i in range(0, len(audio), step):
-        stream.push(audio[i: i + step], ENCODER_SAMPLE_RATE)
+        stream.talk.push(audio[i: i + step], ENCODER_SAMPLE_RATE)
         bar.update(min(step, len(audio) - i))
-        while stream.ready():
+        while stream.talk.ready():
             t0 = time.perf_counter()
-            stream.pop()
+            stream.next_chunk()
             times.append(1000.0 * (time.perf_counter() - t0))
     bar.close()
     chunk_ms = 1000.0 * K.CHUNK_SECONDS

@@ -15,7 +15,7 @@ Dtype = Literal["float32", "bfloat16"]
 BACKENDS: tuple[str, ...] = ("whisper-tiny", "wav2vec2", "mel")
 VAD_KINDS: tuple[str, ...] = ("energy", "silero", "none")
 #: The backend chosen by the linear probe on the synthetic corpus (docs/audio.md, "Choosing the default").
-DEFAULT_BACKEND = "whisper-tiny"
+DEFAULT_BACKEND = K.DEFAULT_AUDIO_BACKEND
 
 
 @dataclass(frozen=True)

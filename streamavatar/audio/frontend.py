@@ -1,7 +1,7 @@
 """The offline audio front-end: a whole clip of PCM → post-masked per-latent-frame windows.
 
 :class:`AudioFrontend` owns one encoder and the chunk geometry. :meth:`AudioFrontend.encode` computes every
-chunk's window exactly the way :class:`~streamavatar.audio.streaming.StreamingAudioEncoder` does when the audio
+chunk's window exactly the way :class:`~streamavatar.audio.streaming.ChunkAudioEncoder` does when the audio
 arrives live (same encoder windows, same pooling, same causal VAD), so features used in training match the
 ones seen at inference.
 """
@@ -111,7 +111,7 @@ class AudioFrontend:
         ``num_latent_frames`` defaults to enough frames to cover the audio; audio missing at the end counts as
         silence. ``mask`` (one value in [0, 1] per video frame of ``pcm``, from its first sample) replaces the
         VAD; frames it does not cover get 0. With ``start_frame = 0`` (a stream's start) the audio before frame
-        0 is silence, exactly as :class:`~streamavatar.audio.streaming.StreamingAudioEncoder` sees it; with
+        0 is silence, as a session's :class:`~streamavatar.audio.streaming.ChunkAudioEncoder` sees it; with
         ``start_frame > 0`` (a training crop out of a longer recording) the earlier audio is real context, as
         in a stream that has been running for a while.
         """

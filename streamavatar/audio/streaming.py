@@ -1,12 +1,22 @@
-"""Incremental audio encoding: push PCM in any pieces, pop per-chunk windows as soon as they are computable.
+"""The one streaming-audio path: queues of pushed PCM → exactly one chunk of talk/listen audio windows per step.
 
-Chunk ``c`` becomes ready once the stream holds audio up to ``lookahead`` past the chunk's last sample (80 ms by
-default, plus the resampler's ≤ 2 ms when the input is not 16 kHz). Its windows are then computed from the same
-encoder window, pooling and causal VAD as :meth:`AudioFrontend.encode` uses offline, so a stream and a clip with
-the same audio give the same windows (up to float rounding of batched matrix products).
+Used by the engine's sessions, the server (through the session) and ``bench audio``. A live session is driven by
+``step()``: every step must produce a chunk, whether or not enough audio has arrived. So each voice *consumes*
+exactly one chunk of its queue per step (zeros where the queue runs short) and *peeks* at the look-ahead (the
+next 80 ms of the queue, zeros if not there yet). A caller that would rather wait for the look-ahead (a
+benchmark, a server that pushes ahead) asks :meth:`StreamTimeline.ready` first. The consumed
+audio forms the stream's timeline; a chunk's encoder window is the end of that timeline plus the peek, the
+same window :meth:`AudioFrontend.encode` cuts offline. When the whole audio is queued before the first step,
+the windows equal the offline ones (tested); when audio arrives just in time, the look-ahead is silence.
+
+Timeline convention (``streamavatar.audio.windows``): video frame 0 is the reference image, whose 640 samples
+are silence here; chunk ``c`` plays samples ``[640 + 7680 c, 640 + 7680 (c + 1))``.
 """
 
 from __future__ import annotations
+
+import copy
+from dataclasses import dataclass
 
 import numpy as np
 import torch
@@ -18,181 +28,191 @@ from streamavatar.audio.windows import SAMPLES_PER_VIDEO_FRAME, FrameWindows, ga
 from streamavatar.errors import UserInputError
 
 
-class StreamingAudioEncoder:
-    """One audio stream (e.g. the agent's voice) → :class:`FrameWindows` per chunk, in order.
+class AudioQueue:
+    """A FIFO of 16 kHz samples that is consumed one chunk at a time (with a peek at what follows)."""
 
-    ``push(pcm, sample_rate)`` accepts any rate in 8–192 kHz (fixed for the stream), mono or multi-channel,
-    int16/int32/uint8 or float. ``pop()`` returns the next ready chunk or ``None``; ``flush()`` ends the stream
-    (the rest is padded with silence, so the last partial chunk becomes ready).
-    """
+    def __init__(self, max_samples: int | None = None) -> None:
+        self._parts: list[np.ndarray] = []
+        self._size = 0
+        #: Oldest audio is dropped beyond this many queued samples (live user audio is heard, not replayed).
+        self.max_samples = max_samples
 
-    def __init__(self, frontend: AudioFrontend) -> None:
-        self.frontend = frontend
-        self.geometry = frontend.geometry
-        self._vad = build_vad(frontend.config.vad)
-        self._resampler: StreamingResampler | None = None
-        self._buffer = np.zeros(0, dtype=np.float32)
-        self._buffer_start = 0  # absolute 16 kHz sample index of _buffer[0]
-        self._total = 0  # 16 kHz samples received (after resampling)
-        self._mask = np.zeros(0, dtype=np.float32)  # VAD decisions, absolute video frames from _mask_start
-        self._mask_start = 0
-        self._vad_frames = 0  # video frames the VAD has decided
-        self._next_chunk = 0
-        self._flushed_chunks: int | None = None  # chunk count fixed by flush()
+    def __len__(self) -> int:
+        return self._size
 
-    # --- facts ------------------------------------------------------------------------------------------
-    @property
-    def sample_rate(self) -> int | None:
-        return None if self._resampler is None else self._resampler.sample_rate
+    def push(self, x: np.ndarray) -> None:
+        self._parts.append(x)
+        self._size += x.size
+        if self.max_samples is not None and self._size > self.max_samples:
+            self._drop(self._size - self.max_samples)
 
-    @property
-    def lookahead_s(self) -> float:
-        """Declared look-ahead: encoder windows reach this far past a chunk's end (incl. resampling delay)."""
-        extra = 0.0 if self._resampler is None else self._resampler.delay_s
-        return self.frontend.lookahead_s + extra
+    def clear(self) -> None:
+        self._parts, self._size = [], 0
 
-    @property
-    def received_s(self) -> float:
-        return self._total / ENCODER_SAMPLE_RATE
+    def _joined(self) -> np.ndarray:
+        if len(self._parts) != 1:
+            self._parts = [np.concatenate(self._parts) if self._parts else np.zeros(0, np.float32)]
+        return self._parts[0]
 
-    @property
-    def next_chunk(self) -> int:
-        return self._next_chunk
+    def _drop(self, n: int) -> None:
+        buf = self._joined()
+        self._parts = [buf[n:]]
+        self._size = self._parts[0].size
 
-    # --- input ------------------------------------------------------------------------------------------
-    def push(self, pcm, sample_rate: float) -> None:
-        """Append audio. Empty pushes, NaN/inf (unless ``nonfinite='zero'``), bad rates: UserInputError."""
-        if self._flushed_chunks is not None:
-            raise UserInputError("this audio stream has ended (flush was called); start a new stream")
-        rate = check_sample_rate(sample_rate)
-        if self._resampler is None:
-            self._resampler = StreamingResampler(rate)
-        elif rate != self._resampler.sample_rate:
-            raise UserInputError(f"sample rate changed mid-stream from {self._resampler.sample_rate} to {rate} Hz; "
-                                 "start a new stream for a new rate")
-        self._append(self._resampler.push(to_mono_float32(pcm, self.frontend.config.nonfinite)))
-
-    def flush(self) -> None:
-        """End of stream: pad with silence so every chunk that holds received audio can be popped."""
-        if self._flushed_chunks is not None:
-            return
-        if self._resampler is not None:
-            self._append(self._resampler.flush())
-        g = self.geometry
-        n = 0
-        while g.chunk_audio(n)[0] < self._total:
-            n += 1
-        self._flushed_chunks = max(n, self._next_chunk)
-        if n:
-            pad = g.window_end(n - 1) - self._total
-            if pad > 0:
-                self._append(np.zeros(pad, dtype=np.float32))
-
-    def _append(self, x: np.ndarray) -> None:
-        if x.size:
-            self._buffer = np.concatenate([self._buffer, x])
-            self._total += x.size
-        done = self._total // SAMPLES_PER_VIDEO_FRAME
-        if done > self._vad_frames:
-            a = self._vad_frames * SAMPLES_PER_VIDEO_FRAME - self._buffer_start
-            frames = self._buffer[a: a + (done - self._vad_frames) * SAMPLES_PER_VIDEO_FRAME]
-            self._mask = np.concatenate([self._mask, self._vad.process(frames.reshape(-1, SAMPLES_PER_VIDEO_FRAME))])
-            self._vad_frames = done
-
-    # --- output -----------------------------------------------------------------------------------------
-    def ready(self) -> int:
-        """How many chunks can be popped now."""
-        g = self.geometry
-        n = 0
-        while self._chunk_ready(self._next_chunk + n, g):
-            n += 1
-        return n
-
-    def _chunk_ready(self, c: int, g) -> bool:
-        if self._flushed_chunks is not None and c >= self._flushed_chunks:
-            return False
-        return g.window_end(c) <= self._total
-
-    def pop(self, mask=None) -> FrameWindows | None:
-        """The next chunk's windows, or ``None`` if it needs more audio.
-
-        ``mask`` (optional) replaces the VAD for this chunk: one value in [0, 1] for each of the chunk's
-        ``frames_per_chunk`` video frames, starting at ``geometry.first_video_frame(chunk)``.
-        """
-        g = self.geometry
-        c = self._next_chunk
-        if not self._chunk_ready(c, g):
-            return None
-        s0, s1 = g.window_start(c), g.window_end(c)
-        wave = np.zeros(s1 - s0, dtype=np.float32)
-        a = max(s0, self._buffer_start)
-        wave[a - s0:] = self._buffer[a - self._buffer_start: s1 - self._buffer_start]
-        feats = self.frontend.encode_windows(torch.from_numpy(wave)[None])[0]
-        if mask is None:
-            rows = self._vad_mask_row(c)
-        else:
-            m = check_mask(mask)
-            if len(m) != g.frames_per_chunk:
-                raise UserInputError(f"a chunk mask needs {g.frames_per_chunk} values (video frames "
-                                     f"{g.first_video_frame(c)}…{g.first_video_frame(c) + g.frames_per_chunk - 1}), "
-                                     f"got {len(m)}")
-            rows = torch.from_numpy(m)
-        out = gather_windows(feats, rows, g, c)
-        self._next_chunk += 1
-        self._forget_before(g.window_start(self._next_chunk), g.first_video_frame(self._next_chunk))
+    def take(self, n: int) -> np.ndarray:
+        """Remove and return up to ``n`` samples from the front."""
+        buf = self._joined()
+        out = buf[:n].copy()
+        self._drop(min(n, buf.size))
         return out
 
-    def _vad_mask_row(self, c: int) -> torch.Tensor:
+    def peek(self, n: int) -> np.ndarray:
+        """The first ``n`` samples (or fewer) without removing them."""
+        return self._joined()[:n].copy()
+
+
+class StreamTimeline:
+    """One voice (talk or listen): its queue, the consumed timeline tail and the causal VAD over it."""
+
+    def __init__(self, frontend: AudioFrontend, max_queue_samples: int | None = None) -> None:
+        g = frontend.geometry
+        self.geometry = g
+        self.queue = AudioQueue(max_queue_samples)
+        self._resampler: StreamingResampler | None = None
+        self._vad = build_vad(frontend.config.vad)
+        self._history = g.context - g.lookahead  # consumed samples a window needs
+        # Frame 0 (the reference image) owns 640 samples of silence.
+        self._tail = np.zeros(SAMPLES_PER_VIDEO_FRAME, np.float32)
+        self._mask = self._vad.process(self._tail.reshape(1, -1))  # the latest VAD decisions, one per frame
+
+    @property
+    def lookahead_samples(self) -> int:
+        """Samples a chunk's encoder window reaches past the chunk's end (16 kHz)."""
+        return int(self.geometry.lookahead)
+
+    @property
+    def queued_samples(self) -> int:
+        return len(self.queue)
+
+    def ready(self) -> bool:
+        """Whether the next chunk and its whole look-ahead are queued (a step then sees no padded silence)."""
+        return len(self.queue) >= self.geometry.chunk_samples + self.geometry.lookahead
+
+    def push(self, pcm, sample_rate: float, nonfinite: str = "error") -> int:
+        """Queue audio at any rate (validated, resampled to 16 kHz); returns the 16 kHz samples this push queued.
+
+        One incremental resampler per rate keeps pieces seamless (pushing 20 ms pieces gives the samples one
+        push of the whole gives); it holds back about 1 ms until more audio comes, a rate change or an underrun
+        (see :meth:`consume`) flushes it."""
+        rate = check_sample_rate(sample_rate)
+        x = to_mono_float32(pcm, nonfinite)
+        if self._resampler is not None and self._resampler.sample_rate != rate:
+            self._flush_resampler()
+        if self._resampler is None:
+            self._resampler = StreamingResampler(rate)
+        out = self._resampler.push(x)
+        if out.size:
+            self.queue.push(out)
+        return out.size
+
+    def clear(self) -> None:
+        """Drop everything queued (and what the resampler holds back)."""
+        self.queue.clear()
+        self._resampler = None
+
+    def _flush_resampler(self) -> None:
+        if self._resampler is not None:
+            tail = self._resampler.flush()
+            if tail.size:
+                self.queue.push(tail)
+            self._resampler = None
+
+    def consume(self, mask=None) -> tuple[np.ndarray, int, np.ndarray, np.ndarray]:
+        """Take one chunk: ``(encoder window, real samples taken, chunk audio, mask row of the chunk's frames)``.
+
+        ``mask`` (optional) replaces the VAD's row for this chunk: one value in [0, 1] for each of the
+        ``frames_per_chunk`` video frames its windows cover (the VAD state still advances)."""
         g = self.geometry
-        frames = g.first_video_frame(c) + np.arange(g.frames_per_chunk)
-        local = frames - self._mask_start
-        valid = (frames >= 0) & (local >= 0) & (local < len(self._mask))
-        return torch.from_numpy(np.where(valid, self._mask[np.clip(local, 0, len(self._mask) - 1)], 0.0)
-                                .astype(np.float32))
+        n = g.chunk_samples
+        if len(self.queue) < n + g.lookahead:
+            # The voice paused (or the audio arrives just in time): release what the resampler holds back.
+            self._flush_resampler()
+        taken = self.queue.take(n)
+        chunk = np.zeros(n, np.float32)
+        chunk[:taken.size] = taken
+        ahead = np.zeros(g.lookahead, np.float32)
+        peek = self.queue.peek(g.lookahead)
+        ahead[:peek.size] = peek
+        self._tail = np.concatenate([self._tail, chunk])[-self._history:]
+        wave = np.concatenate([np.zeros(max(0, self._history - self._tail.size), np.float32), self._tail, ahead])
+        # VAD: consumed frames advance the causal state; look-ahead frames are judged on a copy of it.
+        decided = self._vad.process(chunk.reshape(-1, SAMPLES_PER_VIDEO_FRAME))
+        r = g.radius
+        ahead_mask = copy.deepcopy(self._vad).process(ahead[: r * SAMPLES_PER_VIDEO_FRAME].reshape(r, -1)) \
+            if r else np.zeros(0, np.float32)
+        # The chunk's frames reach r frames back (frames before 0 do not exist: mask 0) and r frames ahead.
+        prev = np.concatenate([np.zeros(r, np.float32), self._mask])[-r:] if r else np.zeros(0, np.float32)
+        row = np.concatenate([prev, decided, ahead_mask]).astype(np.float32)
+        self._mask = np.concatenate([self._mask, decided])[-max(r, 1):]
+        if mask is not None:
+            m = check_mask(mask)
+            if len(m) != g.frames_per_chunk:
+                raise UserInputError(f"a chunk mask needs {g.frames_per_chunk} values (one per video frame of the "
+                                     f"chunk's windows), got {len(m)}")
+            row = m.astype(np.float32)
+        return wave, int(taken.size), chunk, row
 
-    def _forget_before(self, sample: int, frame: int) -> None:
-        """Drop audio and VAD decisions that no later chunk can need (keeps memory constant)."""
-        drop = min(max(0, sample - self._buffer_start), len(self._buffer))
-        self._buffer = self._buffer[drop:]
-        self._buffer_start += drop
-        fdrop = min(max(0, frame - self._mask_start), len(self._mask))
-        self._mask = self._mask[fdrop:]
-        self._mask_start += fdrop
+
+class ChunkAudioEncoder:
+    """Talk + listen timelines of one session and the shared encoder pass that turns a step into windows."""
+
+    def __init__(self, frontend: AudioFrontend, listen_backlog_s: float | None = 2.0) -> None:
+        self.frontend = frontend
+        self.talk = StreamTimeline(frontend)
+        cap = None if listen_backlog_s is None else round(listen_backlog_s * ENCODER_SAMPLE_RATE)
+        self.listen = StreamTimeline(frontend, max_queue_samples=cap)
+        self.chunks_done = 0
+        self._silence: torch.Tensor | None = None
+
+    def _features(self, waves: list[np.ndarray]) -> list[torch.Tensor]:
+        """Encoder features of each window; an all-zero window (a silent voice) reuses cached features, which
+        are exactly what the encoder gives for it (the encoder is deterministic)."""
+        silent = [not w.any() for w in waves]
+        out: list[torch.Tensor | None] = [None] * len(waves)
+        todo = [i for i, s in enumerate(silent) if not s or self._silence is None]
+        if todo:
+            feats = self.frontend.encode_windows(torch.from_numpy(np.stack([waves[i] for i in todo])))
+            for j, i in enumerate(todo):
+                out[i] = feats[j]
+                if silent[i] and self._silence is None:
+                    self._silence = feats[j].clone()
+        return [o if o is not None else self._silence for o in out]
+
+    def ready(self) -> bool:
+        """Whether both voices hold the next chunk and its look-ahead."""
+        return self.talk.ready() and self.listen.ready()
+
+    def next_chunk(self, talk_mask=None, listen_mask=None) -> ChunkAudio:
+        """Consume one chunk of both voices and compute their windows (one batched encoder pass); masks
+        optionally replace the VAD (see :meth:`StreamTimeline.consume`)."""
+        g = self.frontend.geometry
+        t_wave, t_n, t_chunk, t_row = self.talk.consume(talk_mask)
+        l_wave, l_n, l_chunk, l_row = self.listen.consume(listen_mask)
+        feats = self._features([t_wave, l_wave])
+        c = self.chunks_done
+        talk = gather_windows(feats[0], torch.from_numpy(t_row), g, c)
+        listen = gather_windows(feats[1], torch.from_numpy(l_row), g, c)
+        self.chunks_done += 1
+        return ChunkAudio(talk, listen, t_chunk, l_chunk, t_n, l_n)
 
 
-class TalkListenAudio:
-    """The two streams of an interactive session: agent voice → talk windows, user voice → listen windows.
+@dataclass
+class ChunkAudio:
+    """What one step consumed: windows of both voices, their 16 kHz audio and how much of it was pushed audio."""
 
-    Both share one frontend (one set of encoder weights) and advance chunk by chunk together: a chunk is ready
-    when both streams have its audio. A silent user is modelled by pushing zeros (or :meth:`push_listen_silence`).
-    """
-
-    def __init__(self, frontend: AudioFrontend) -> None:
-        self.talk = StreamingAudioEncoder(frontend)
-        self.listen = StreamingAudioEncoder(frontend)
-
-    def push_talk(self, pcm, sample_rate: float) -> None:
-        self.talk.push(pcm, sample_rate)
-
-    def push_listen(self, pcm, sample_rate: float) -> None:
-        self.listen.push(pcm, sample_rate)
-
-    def push_listen_silence(self, seconds: float) -> None:
-        """Silence on the user's stream (for a session without a microphone)."""
-        n = round(seconds * ENCODER_SAMPLE_RATE)
-        if n <= 0:
-            raise UserInputError(f"seconds of silence must be positive, got {seconds}")
-        self.listen.push(np.zeros(n, dtype=np.float32), ENCODER_SAMPLE_RATE)
-
-    def ready(self) -> int:
-        return min(self.talk.ready(), self.listen.ready())
-
-    def pop(self, talk_mask=None, listen_mask=None) -> tuple[FrameWindows, FrameWindows] | None:
-        """The next chunk's ``(talk, listen)`` windows, or ``None`` until both streams can produce it."""
-        if self.ready() == 0:
-            return None
-        return self.talk.pop(talk_mask), self.listen.pop(listen_mask)
-
-    def flush(self) -> None:
-        self.talk.flush()
-        self.listen.flush()
+    talk: FrameWindows
+    listen: FrameWindows
+    talk_audio: np.ndarray
+    listen_audio: np.ndarray
+    talk_samples: int
+    listen_samples: int

@@ -10,6 +10,8 @@ from pathlib import Path
 import av
 import numpy as np
 
+from streamavatar.errors import UserInputError
+
 #: x264 constant-rate factor of corpus videos (preset veryfast, yuv444p: 39-42 dB PSNR at 128x128; yuv420p ~37 dB).
 DEFAULT_CRF = 12
 
@@ -115,3 +117,38 @@ def read_audio(path: str | Path, sample_rate: int = 16000) -> np.ndarray:
         for r in resampler.resample(None):
             chunks.append(r.to_ndarray().reshape(-1))
     return np.concatenate(chunks).astype(np.float32) if chunks else np.zeros(0, np.float32)
+
+
+def read_video_frames(path: str | Path, max_frames: int | None = None) -> np.ndarray:
+    """Decode an mp4 into uint8 RGB frames ``[T, H, W, 3]``."""
+    frames = []
+    with av.open(str(path)) as container:
+        stream = container.streams.video[0]
+        for frame in container.decode(stream):
+            frames.append(frame.to_ndarray(format="rgb24"))
+            if max_frames is not None and len(frames) >= max_frames:
+                break
+    if not frames:
+        raise UserInputError(f"{path} has no video frames")
+    return np.stack(frames)
+
+
+def split_videos(data: str | Path, split: str) -> list[Path]:
+    """The ``video.mp4`` paths of one split of a corpus directory (or every ``.mp4`` of a plain directory)."""
+    data = Path(data)
+    if not data.is_dir():
+        raise UserInputError(f"--data must be a directory of clips, got {data}")
+    listing = data / f"{split}.txt"
+    if listing.is_file():
+        paths = []
+        for line in listing.read_text().splitlines():
+            line = line.strip()
+            if not line:
+                continue
+            p = data / line
+            paths.append(p if p.suffix == ".mp4" else p / "video.mp4")
+    else:
+        paths = sorted(data.rglob("*.mp4"))
+    if not paths:
+        raise UserInputError(f"no videos found for split {split!r} in {data} (expected {split}.txt or *.mp4 files)")
+    return paths

@@ -18,6 +18,22 @@ def sigma_to_timestep(sigma: float | torch.Tensor) -> float | torch.Tensor:
     return sigma * K.NUM_TRAIN_TIMESTEPS
 
 
+def reference_input(reference: torch.Tensor, x_t: torch.Tensor,
+                    sigma: float | torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """The model input of a clean reference and noised frames: ``[reference | x_t]`` on the frame axis and the
+    per-frame timesteps — 0 for the reference frames, ``σ·1000`` for the others.
+
+    ``sigma``: one float for every sample, ``[B]`` (one level per sample) or ``[B, F]`` (per frame)."""
+    b, r, f = x_t.shape[0], reference.shape[2], x_t.shape[2]
+    seq = torch.cat([reference, x_t], dim=2)
+    if isinstance(sigma, torch.Tensor):
+        t_x = sigma_to_timestep(sigma)
+        t_x = t_x.view(b, 1).expand(b, f) if t_x.dim() == 1 else t_x
+    else:
+        t_x = torch.full((b, f), sigma_to_timestep(float(sigma)))
+    return seq, torch.cat([torch.zeros(b, r), t_x], dim=1)
+
+
 def add_noise(x0: torch.Tensor, noise: torch.Tensor, sigma: float | torch.Tensor) -> torch.Tensor:
     """``x_σ = (1 − σ)·x0 + σ·ε``; ``sigma`` broadcasts (a float, or ``[B, 1, F, 1, 1]``)."""
     return (1 - sigma) * x0 + sigma * noise

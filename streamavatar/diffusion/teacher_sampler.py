@@ -7,9 +7,11 @@ just ``c_tl`` and one forward per step is run; otherwise the three are batched i
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import torch
 
-from streamavatar.diffusion.flow import shift_sigma
+from streamavatar.diffusion.flow import predicted_x0, reference_input, shift_sigma
 from streamavatar.errors import UserInputError
 from streamavatar.models.dit import AvatarDiT
 
@@ -22,13 +24,6 @@ def euler_sigmas(steps: int, shift: float) -> list[float]:
     if steps < 1:
         raise UserInputError(f"steps must be >= 1, got {steps}")
     return [float(shift_sigma(1 - i / steps, shift)) for i in range(steps + 1)]
-
-
-def _velocity(out: torch.Tensor, x: torch.Tensor, sigma: float, prediction: str) -> torch.Tensor:
-    if prediction == "velocity":
-        return out
-    # x0 prediction: v = (x_σ − x0) / σ
-    return (x - out) / max(sigma, 1e-4)
 
 
 def guided_prediction(model: AvatarDiT, seq: torch.Tensor, t: torch.Tensor, *, talk_audio: torch.Tensor | None,
@@ -77,14 +72,31 @@ def sample_teacher(model: AvatarDiT, reference: torch.Tensor, frames: int, *, ta
     zt = null_talk if null_talk is not None else (torch.zeros_like(talk_audio) if talk_audio is not None else None)
     zl = null_listen if null_listen is not None else (
         torch.zeros_like(listen_audio) if listen_audio is not None else None)
-    sigmas = euler_sigmas(steps, shift)
-    for s_now, s_next in zip(sigmas[:-1], sigmas[1:], strict=True):
-        seq = torch.cat([reference, x], dim=2)
-        t = torch.cat([torch.zeros(b, 1), torch.full((b, frames), s_now * 1000)], dim=1)
-        out = guided_prediction(model, seq, t, talk_audio=talk_audio, listen_audio=listen_audio, null_talk=zt,
-                                null_listen=zl, talk_scale=talk_scale, listen_scale=listen_scale,
-                                context=context)[:, :, 1:]
-        v = _velocity(out, x, s_now, model.cfg.prediction)
-        x = x + (s_next - s_now) * v
-    return x
+    return guided_euler(model, reference, x, euler_sigmas(steps, shift), talk_audio=talk_audio,
+                        listen_audio=listen_audio, null_talk=zt, null_listen=zl, talk_scale=talk_scale,
+                        listen_scale=listen_scale, context=context)
 
+
+@torch.no_grad()
+def guided_euler(model: AvatarDiT, reference: torch.Tensor, x: torch.Tensor, sigmas: list[float], *,
+                 talk_audio: torch.Tensor | None, listen_audio: torch.Tensor | None,
+                 null_talk: torch.Tensor | None, null_listen: torch.Tensor | None, talk_scale: float = 1.0,
+                 listen_scale: float = 1.0, context: torch.Tensor | None = None,
+                 on_level: Callable[[float, torch.Tensor], None] | None = None) -> torch.Tensor:
+    """Deterministic Euler on the flow ODE from ``x`` (at ``sigmas[0]``) down the decreasing ``sigmas``, with
+    talk/listen guidance (:func:`guided_prediction`); the reference is frame 0 at t = 0. Returns float32.
+
+    Each step is written with the x0 estimate, ``x ← x0 + (σ_next/σ)·(x − x0)`` (= ``x + (σ_next − σ)·v``), so a
+    last level of 0 lands on x0 exactly. ``on_level(σ, x)`` sees the state at every level before its step
+    (how ODE trajectories keep the student's levels)."""
+    x = x.float()
+    for s_now, s_next in zip(sigmas[:-1], sigmas[1:], strict=True):
+        if on_level is not None:
+            on_level(s_now, x)
+        seq, t = reference_input(reference, x, s_now)
+        out = guided_prediction(model, seq, t, talk_audio=talk_audio, listen_audio=listen_audio,
+                                null_talk=null_talk, null_listen=null_listen, talk_scale=talk_scale,
+                                listen_scale=listen_scale, context=context)[:, :, 1:].float()
+        x0 = predicted_x0(out, x, s_now, model.cfg.prediction)
+        x = x0 + (s_next / s_now) * (x - x0)
+    return x

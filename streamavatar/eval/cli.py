@@ -1,4 +1,7 @@
-"""``streamavatar eval …`` commands: score generated clips, train the judges, check the mouth measurement."""
+"""``streamavatar eval …`` commands: score generated clips, check the mouth measurement.
+
+Training the judges (``eval train-judge``, ``eval train-sync``) lives in :mod:`streamavatar.training.judges_cli`:
+``eval/`` only measures."""
 
 from __future__ import annotations
 
@@ -86,30 +89,6 @@ def _truth(args: argparse.Namespace) -> int:
     return 0
 
 
-def _train_judge(args: argparse.Namespace) -> int:
-    import torch
-
-    from streamavatar.eval.judge_training import JudgeTrainConfig, train_and_save_judge
-
-    torch.set_num_threads(max(1, args.threads))
-    cfg = JudgeTrainConfig(minutes=args.minutes, seed=args.seed, lr=args.lr, init=args.init)
-    report = train_and_save_judge(args.corpus, args.out, cfg, progress=_progress())
-    print(json.dumps({k: report[k] for k in ("train", "val", "test")}, indent=1))
-    return 0
-
-
-def _train_sync(args: argparse.Namespace) -> int:
-    import torch
-
-    from streamavatar.eval.sync_training import SyncTrainConfig, train_and_save_syncnet
-
-    torch.set_num_threads(max(1, args.threads))
-    report = train_and_save_syncnet(args.corpus, args.out, SyncTrainConfig(minutes=args.minutes, seed=args.seed),
-                                    progress=_progress())
-    print(json.dumps(report, indent=1))
-    return 0
-
-
 def _mouth_check(args: argparse.Namespace) -> int:
     from streamavatar.eval.mouth_validation import fit_calibration, validate_mouth_measure
 
@@ -139,23 +118,6 @@ def register(tree) -> None:
     p.add_argument("--split", default="test", choices=("train", "val", "test"))
     p.add_argument("--clips", type=_positive_int, default=None, help="only the first N clips of the split")
     p.add_argument("--out", required=True)
-
-    p = tree.subcommand("eval", "train-judge", "train the avatar-parameter judge on the corpus train split and "
-                        "report its accuracy on held-out identities", _train_judge)
-    p.add_argument("--corpus", required=True)
-    p.add_argument("--out", required=True, help="folder for judge.safetensors + judge.json")
-    p.add_argument("--minutes", type=_positive_float, default=20.0, help="wall-clock training budget (default 20)")
-    p.add_argument("--lr", type=_positive_float, default=2e-3, help="peak learning rate (cosine decay)")
-    p.add_argument("--init", help="continue from the judge saved in this folder")
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--threads", type=_positive_int, default=2)
-
-    p = tree.subcommand("eval", "train-sync", "train the contrastive audio-mouth sync model on the corpus", _train_sync)
-    p.add_argument("--corpus", required=True)
-    p.add_argument("--out", required=True, help="folder for syncnet.safetensors + syncnet.json")
-    p.add_argument("--minutes", type=_positive_float, default=6.0, help="wall-clock training budget (default 6)")
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--threads", type=_positive_int, default=2)
 
     p = tree.subcommand("eval", "mouth-check", "validate the exact mouth-opening measurement against the corpus "
                         "ground truth (or refit its calibration with --fit)", _mouth_check)

@@ -20,6 +20,7 @@ from tqdm import tqdm
 from streamavatar.data.video_io import read_frames
 from streamavatar.errors import UserInputError
 from streamavatar.eval.audio_features import log_mel
+from streamavatar.eval.blockiness import blockiness_by_grid
 from streamavatar.eval.corpus_clip import CorpusClip, load_corpus_clip
 from streamavatar.eval.distribution import fid_proxy, fvd_proxy
 from streamavatar.eval.drift import background_error, identity_distance, static_background, summarise_series
@@ -113,6 +114,8 @@ def evaluate_clip(clip: CorpusClip, generated: np.ndarray, judge: Judge, syncnet
                   "background_error": summarise_series(bg_gen, clip.fps),
                   "ground_truth_identity_distance": float(identity_distance(j_gt.identity, ref_id).mean()),
                   "static_pixels": int(bg.mask.sum())},
+        # At corpus resolution; 8 and 16 px grids = one VAE latent cell and one DiT token (2x2 cells) at 128².
+        "blockiness": {"generated": blockiness_by_grid(generated), "ground_truth": blockiness_by_grid(gt[:n])},
     }
     return ClipEvaluation(clip.clip_id, metrics, m_gen.open[:n], m_gt.open[:n], id_gen, bg_gen,
                           j_gen.features, j_gt.features)
@@ -155,6 +158,9 @@ def summarise(clips: list[ClipEvaluation], baseline: dict[str, dict] | None, spe
     s["identity_slope_per_minute"] = _mean(pick(["drift", "identity_distance", "slope_per_minute"]))
     s["background_error"] = _mean(pick(["drift", "background_error", "mean"]))
     s["background_slope_per_minute"] = _mean(pick(["drift", "background_error", "slope_per_minute"]))
+    for grid in ("8", "16"):
+        s[f"blockiness_{grid}"] = _mean(pick(["blockiness", "generated", grid]))
+        s[f"blockiness_{grid}_ground_truth"] = _mean(pick(["blockiness", "ground_truth", grid]))
     s["fid_proxy"] = fid_proxy([c.gen_features for c in clips], [c.ref_features for c in clips]) \
         if sum(len(c.gen_features) for c in clips) >= 2 else None
     s["fvd_proxy"] = fvd_proxy([c.gen_features for c in clips], [c.ref_features for c in clips])

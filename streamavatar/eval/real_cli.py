@@ -1,13 +1,12 @@
-"""``streamavatar eval real-sync`` and ``eval train-sync-real``: lip sync on real faces (``[real]`` extra)."""
+"""``streamavatar eval real-sync``: lip sync of a video of a real face (``[real]`` extra); ``eval train-sync-real``
+lives in :mod:`streamavatar.training.sync_real` (eval never imports training code)."""
 
 from __future__ import annotations
 
 import argparse
 import json
-import sys
 from pathlib import Path
 
-from streamavatar.cli_args import positive_float, positive_int
 from streamavatar.errors import UserInputError
 
 
@@ -40,20 +39,6 @@ def _real_sync(args: argparse.Namespace) -> int:
     return 0
 
 
-def _train_sync_real(args: argparse.Namespace) -> int:
-    import torch
-
-    from streamavatar.eval.real_sync import train_real_syncnet
-    from streamavatar.eval.sync_training import SyncTrainConfig
-
-    torch.set_num_threads(max(1, args.threads))
-    report = train_real_syncnet(args.data, args.out, SyncTrainConfig(minutes=args.minutes, seed=args.seed,
-                                                                     batch=args.batch),
-                                eval_split=args.eval_split, progress=sys.stderr.isatty())
-    print(json.dumps(report, indent=1, default=str))
-    return 0
-
-
 def register(tree) -> None:
     p = tree.subcommand("eval", "real-sync", "lip sync of a video of a real face: landmark mouth opening against "
                         "the voice's energy envelope (and against a source video's mouth)", _real_sync)
@@ -61,12 +46,3 @@ def register(tree) -> None:
     p.add_argument("--talk-audio", required=True, help="the voice that drove it (wav)")
     p.add_argument("--source", help="optional video of the same speech whose mouth the video should follow")
     p.add_argument("--json", action="store_true", help="one line of JSON")
-    p = tree.subcommand("eval", "train-sync-real", "train the SyncNet-style sync model on a prepared real folder "
-                        "(streamavatar data prepare)", _train_sync_real)
-    p.add_argument("--data", required=True, help="prepared folder")
-    p.add_argument("--out", required=True, help="folder for syncnet.safetensors + syncnet.json")
-    p.add_argument("--minutes", type=positive_float("--minutes"), default=6.0, help="training budget (default 6)")
-    p.add_argument("--batch", type=positive_int("--batch"), default=64, help="windows per step (default 64)")
-    p.add_argument("--eval-split", default="test", choices=("train", "val", "test"), help="held-out split")
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--threads", type=positive_int("--threads"), default=2)

@@ -35,7 +35,8 @@ def evaluate_clips(vae, clips: list[np.ndarray], max_frames: int | None = None,
     psnrs, ssims = [], []
     for frames in tqdm(clips, desc="evaluating", disable=not progress, leave=False):
         n = usable_frames(len(frames) if max_frames is None else min(len(frames), max_frames))
-        x = torch.from_numpy(np.ascontiguousarray(frames[:n])).permute(3, 0, 1, 2)[None].float() / 127.5 - 1
+        x = torch.from_numpy(np.ascontiguousarray(frames[:n])).permute(3, 0, 1, 2)[None].float()
+        x = x / K.PIXEL_HALF_RANGE - 1
         y = reconstruct_streaming(vae, x)
         psnrs.append(float(psnr(y, x)[0]))
         ssims.append(float(ssim(y, x)[0]))
@@ -46,7 +47,7 @@ def evaluate_clips(vae, clips: list[np.ndarray], max_frames: int | None = None,
 def evaluate_split(vae, data: str | Path, split: str = "test", max_clips: int | None = None,
                    max_frames: int | None = None, progress: bool = False) -> dict:
     """:func:`evaluate_clips` on the videos of one corpus split."""
-    from streamavatar.training.vae_data import read_video_frames, split_videos
+    from streamavatar.data.video_io import read_video_frames, split_videos
 
     videos = split_videos(data, split)[:max_clips]
     clips = [read_video_frames(p, max_frames) for p in videos]

@@ -328,8 +328,8 @@ class AvatarDiT(nn.Module):
                 f"this cache holds batch {cache.keys[0].shape[0]} × {cache.tokens_per_frame} tokens per frame; "
                 f"got batch {b} × {gh * gw}")
         attended = cache.frames + list(frames)
-        positions = torch.tensor(temporal_positions(attended, cache.stream.rapr))
-        cos_k, sin_k = rope_angles(positions, gh, gw, self.cfg.head_dim, self.cfg.rope_theta)
+        positions = temporal_positions(attended, cache.stream.rapr)
+        cos_k, sin_k = cache.rope_angles(positions, gh, gw, self.cfg.head_dim, self.cfg.rope_theta)
         n_cur = f * gh * gw
         plan = SelfAttentionPlan(cos_k[-n_cur:], sin_k[-n_cur:], cos_k, sin_k, None, cache, stage=commit)
         if cache.text_kv[0] is None or context is not None:

@@ -15,6 +15,7 @@ from __future__ import annotations
 import torch
 
 from streamavatar.config import StreamConfig
+from streamavatar.models.rope import rope_angles
 
 
 class StreamingKVCache:
@@ -35,6 +36,18 @@ class StreamingKVCache:
         self._staged: dict[int, tuple[torch.Tensor, torch.Tensor]] = {}
         #: Cross-attention keys/values of the fixed text context, per layer (computed once per stream).
         self.text_kv: list[tuple[torch.Tensor, torch.Tensor] | None] = [None] * num_layers
+        self._rope: tuple[tuple, tuple[torch.Tensor, torch.Tensor]] | None = None
+
+    def rope_angles(self, positions: list[int], height: int, width: int, head_dim: int,
+                    theta: float) -> tuple[torch.Tensor, torch.Tensor]:
+        """RoPE cos/sin of the attended tokens for temporal ``positions`` (see
+        :func:`~streamavatar.models.rope.rope_angles`), computed once per cache layout: the denoising steps of a
+        chunk — and, once RAPR has frozen the layout, every later chunk — reuse them. One layout is kept, so
+        nothing grows with the stream (with RAPR off the positions change every chunk)."""
+        key = (tuple(positions), height, width, head_dim, theta)
+        if self._rope is None or self._rope[0] != key:
+            self._rope = (key, rope_angles(torch.tensor(positions), height, width, head_dim, theta))
+        return self._rope[1]
 
     # --- reading ------------------------------------------------------------------------------------------
     @property

@@ -25,18 +25,28 @@ from streamavatar import constants as K
 
 @dataclass(frozen=True)
 class TinyVAEConfig:
-    """Widths of the tiny causal VAE. ``widths`` are the channels at strides 2, 4 and 8 (the latent grid)."""
+    """Shape of the tiny causal VAE. ``stride`` is the spatial compression (8: Wan2.1's 4x8x8; 16: Wan2.2's
+    4x16x16); ``widths`` are the channels at strides ``stride/4``, ``stride/2`` and ``stride`` (the latent grid),
+    so both strides run their convolutions on the same grids for a 128² (stride 8) or 256² (stride 16) frame."""
 
     latent_channels: int = K.WAN21_VAE_LATENT_CHANNELS
     widths: tuple[int, int, int] = (64, 128, 192)
     encoder_blocks: int = 1
     decoder_blocks: int = 2
     groups: int = 8
+    stride: int = 8
 
     def __post_init__(self) -> None:
         if self.latent_channels <= 0 or any(w <= 0 or w % self.groups for w in self.widths):
             raise ValueError(f"TinyVAEConfig: widths {self.widths} must be positive multiples of groups "
                              f"{self.groups}, latent_channels positive (got {self.latent_channels})")
+        if self.stride not in (8, 16):
+            raise ValueError(f"TinyVAEConfig: stride must be 8 or 16, got {self.stride}")
+
+    @property
+    def unshuffle(self) -> int:
+        """Pixel-(un)shuffle factor between the frame and the first feature grid (stride / 4)."""
+        return self.stride // 4
 
     @property
     def temporal_stride(self) -> int:
@@ -44,7 +54,7 @@ class TinyVAEConfig:
 
     @property
     def spatial_stride(self) -> int:
-        return 8
+        return self.stride
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -126,7 +136,9 @@ class TinyEncoder(nn.Module):
         super().__init__()
         c0, c1, c2 = cfg.widths
         t = cfg.temporal_stride
-        self.conv_in = nn.Conv2d(3 * t * 4, c0, 3, padding=1)  # 4 = 2x2 pixel-unshuffle
+        u = cfg.unshuffle
+        self.unshuffle = u
+        self.conv_in = nn.Conv2d(3 * t * u * u, c0, 3, padding=1)  # after a u x u pixel-unshuffle
         self.stage0 = nn.Sequential(*[ResBlock2d(c0, cfg.groups) for _ in range(cfg.encoder_blocks)])
         self.down1 = nn.Conv2d(c0, c1, 3, stride=2, padding=1)
         self.stage1 = nn.Sequential(*[ResBlock2d(c1, cfg.groups) for _ in range(cfg.encoder_blocks)])
@@ -136,8 +148,9 @@ class TinyEncoder(nn.Module):
         self.stage3 = ResBlock2d(c2, cfg.groups)
         self.norm_out = nn.GroupNorm(cfg.groups, c2)
         self.conv_out = nn.Conv2d(c2, 2 * cfg.latent_channels, 3, padding=1)
-        #: Linear path: each 8x8 patch of a group (768 values) -> z values; PCA-initialised before training.
-        self.patch_in = PatchLinear2d(3 * t, cfg.latent_channels, 8)
+        #: Linear path: each stride x stride patch of a group (768 values at stride 8) -> z values;
+        #: PCA-initialised before training.
+        self.patch_in = PatchLinear2d(3 * t, cfg.latent_channels, cfg.stride)
         with torch.no_grad():
             # The non-linear path starts silent, so an untrained network is exactly its linear (PCA) path.
             self.conv_out.weight.zero_()
@@ -147,11 +160,11 @@ class TinyEncoder(nn.Module):
             self.conv_out.bias[cfg.latent_channels:] = -8.0
 
     def forward(self, groups: torch.Tensor) -> torch.Tensor:
-        """``groups [B, T, 12, H, W]`` -> moments ``[B, 2z, T, H/8, W/8]`` (whole clip, no cache)."""
+        """``groups [B, T, 12, H, W]`` -> moments ``[B, 2z, T, H/s, W/s]`` (whole clip, no cache)."""
         b, t = groups.shape[:2]
         flat = groups.flatten(0, 1)
         linear = self.patch_in(flat)
-        x = F.pixel_unshuffle(flat, 2)
+        x = F.pixel_unshuffle(flat, self.unshuffle)
         x = self.stage0(self.conv_in(x))
         x = self.stage1(self.down1(x))
         x = self.stage2(self.down2(x))
@@ -178,9 +191,11 @@ class TinyDecoder(nn.Module):
         self.up0 = nn.Conv2d(c1, c0, 3, padding=1)
         self.stage0 = nn.Sequential(*[ResBlock2d(c0, cfg.groups) for _ in range(cfg.decoder_blocks)])
         self.norm_out = nn.GroupNorm(cfg.groups, c0)
-        self.conv_out = nn.Conv2d(c0, 3 * t * 4, 3, padding=1)
-        #: Linear path: z values -> an 8x8 patch of a group (768 values); PCA-initialised before training.
-        self.patch_out = PatchLinear2d(cfg.latent_channels, 3 * t * 64, 1)
+        u = cfg.unshuffle
+        self.unshuffle, self.stride = u, cfg.stride
+        self.conv_out = nn.Conv2d(c0, 3 * t * u * u, 3, padding=1)
+        #: Linear path: z values -> a stride x stride patch of a group; PCA-initialised before training.
+        self.patch_out = PatchLinear2d(cfg.latent_channels, 3 * t * cfg.stride**2, 1)
         with torch.no_grad():
             self.conv_out.weight.zero_()
             self.conv_out.bias.zero_()
@@ -189,10 +204,10 @@ class TinyDecoder(nn.Module):
     num_caches = 2
 
     def forward(self, z: torch.Tensor, caches: list[torch.Tensor | None]) -> tuple[torch.Tensor, list]:
-        """``z [B, z, T, h, w]`` -> ``groups [B, T, 12, 8h, 8w]`` and the updated caches."""
+        """``z [B, z, T, h, w]`` -> ``groups [B, T, 12, s·h, s·w]`` and the updated caches."""
         b, t = z.shape[0], z.shape[2]
         zf = z.transpose(1, 2).flatten(0, 1)
-        linear = F.pixel_shuffle(self.patch_out(zf), 8)
+        linear = F.pixel_shuffle(self.patch_out(zf), self.stride)
         x = self.conv_in(zf)
         x, c2 = self.time_mix2(x.unflatten(0, (b, t)), caches[0])
         x = self.stage2(x.flatten(0, 1))
@@ -201,7 +216,7 @@ class TinyDecoder(nn.Module):
         x = self.stage1(x.flatten(0, 1))
         x = self.up0(F.interpolate(x, scale_factor=2.0, mode="nearest"))
         x = self.stage0(x)
-        x = F.pixel_shuffle(self.conv_out(F.silu(self.norm_out(x))), 2) + linear
+        x = F.pixel_shuffle(self.conv_out(F.silu(self.norm_out(x))), self.unshuffle) + linear
         return x.unflatten(0, (b, t)), [c2, c1]
 
 
@@ -223,22 +238,23 @@ def groups_to_frames(groups: torch.Tensor, first_is_reference: bool) -> torch.Te
 
 @torch.no_grad()
 def patch_pca_(vae: TinyCausalVAE, videos: torch.Tensor, max_patches: int = 60000) -> float:
-    """Set both linear patch paths to the top-z PCA of the 8x8 group patches of ``videos`` [N, 3, 1+4k, H, W].
+    """Set both linear patch paths to the top-z PCA of the group patches of ``videos`` [N, 3, 1+4k, H, W].
 
     Returns the PSNR (dB) of the pure PCA reconstruction on those videos. An untrained network equals this PCA
     autoencoder (its non-linear paths start at zero), so training starts from a sensible reconstruction.
     """
     groups = frames_to_groups(videos.float()).flatten(0, 1)
-    patches = F.pixel_unshuffle(groups, 8).permute(0, 2, 3, 1).reshape(-1, groups.shape[1] * 64)
+    s = vae.cfg.stride
+    patches = F.pixel_unshuffle(groups, s).permute(0, 2, 3, 1).reshape(-1, groups.shape[1] * s * s)
     if patches.shape[0] > max_patches:
         idx = torch.randperm(patches.shape[0], generator=torch.Generator().manual_seed(0))[:max_patches]
         patches = patches[idx]
     mean = patches.mean(0)
     _, _, vh = torch.linalg.svd(patches - mean, full_matrices=False)
     z = vae.cfg.latent_channels
-    basis = vh[:z]  # [z, 768], orthonormal rows
+    basis = vh[:z]  # [z, 12·s²], orthonormal rows
     enc, dec = vae.encoder.patch_in, vae.decoder.patch_out
-    enc.weight.copy_(basis.view(z, groups.shape[1], 8, 8))
+    enc.weight.copy_(basis.view(z, groups.shape[1], s, s))
     enc.bias.copy_(-(basis @ mean))
     dec.weight.copy_(basis.T.reshape(-1, z, 1, 1))
     dec.bias.copy_(mean)

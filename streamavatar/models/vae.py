@@ -95,7 +95,16 @@ def _presets() -> dict[str, VAEConfig]:
     z48 = K.WAN22_VAE_LATENT_CHANNELS
     tiny48 = VAEConfig(name="tiny48", family="tiny", latent_channels=z48, spatial_stride=K.WAN21_VAE_SPATIAL_STRIDE,
                        latents_mean=(0.0,) * z48, latents_std=(1.0,) * z48, tiny=TinyVAEConfig(latent_channels=z48))
-    return {c.name: c for c in (tiny, tiny48, wan21, wan22)}
+    # The tiny network at Wan2.2's 4x16x16 compression (the paper's teacher VAE) for 256x256 video: the DiT sees the
+    # same 16x16 latent grid as tiny48 at 128x128, so a chunk costs it the same; the convolutions run on the same
+    # 64/32/16 grids, with 4x4 pixel-(un)shuffles to and from the frame (issue #22). 64 channels: the PCA bound on
+    # held-out 256x256 corpus identities is 27.5 / 28.2 / 29.6 dB at 48 / 64 / 96 channels
+    # (benchmarks/vae_pca_bound.py --stride 16), and wider latents were what the small DiT modelled worst (#22).
+    s16, z64 = K.WAN22_VAE_SPATIAL_STRIDE, 64
+    tiny64s16 = VAEConfig(name="tiny64s16", family="tiny", latent_channels=z64, spatial_stride=s16,
+                          latents_mean=(0.0,) * z64, latents_std=(1.0,) * z64,
+                          tiny=TinyVAEConfig(latent_channels=z64, stride=s16))
+    return {c.name: c for c in (tiny, tiny48, tiny64s16, wan21, wan22)}
 
 
 VAE_PRESETS: dict[str, VAEConfig] = _presets()
@@ -116,16 +125,76 @@ def _build_wan(cfg: VAEConfig) -> nn.Module:
     return AutoencoderKLWan(**cfg.wan_kwargs)
 
 
+class TinyFamily:
+    """Adapter of the tiny causal VAE (trained here): its network encodes and decodes itself; the streaming
+    cache is its list of per-layer ``CausalTimeMix`` tensors and a chunk goes through in one batched call."""
+
+    #: Trained by ``streamavatar train vae`` and bundled with the package.
+    trainable = True
+
+    def build(self, config: VAEConfig) -> nn.Module:
+        return TinyCausalVAE(config.tiny or TinyVAEConfig(latent_channels=config.latent_channels))
+
+    def encode_moments(self, net: nn.Module, video: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        return net.encode_moments(video)
+
+    def decode(self, net: nn.Module, raw: torch.Tensor) -> torch.Tensor:
+        video, _ = net.decode_step(raw, None)
+        return video.clamp(-1, 1)
+
+    def decode_step(self, net: nn.Module, raw: torch.Tensor, cache, first: bool) -> tuple[torch.Tensor, object]:
+        return net.decode_step(raw, cache)
+
+
+class WanFamily:
+    """Adapter of diffusers' ``AutoencoderKLWan`` (Wan2.1 / Wan2.2, loaded from checkpoints). Streaming drives
+    the decoder one latent frame at a time with a ``feat_cache`` list the caller keeps (diffusers' ``decode()``
+    clears its cache at start and end, so it cannot stream itself); the stream's first latent frame runs with
+    ``first_chunk=True`` exactly as diffusers' own decode loop does."""
+
+    trainable = False
+
+    def build(self, config: VAEConfig) -> nn.Module:
+        return _build_wan(config)
+
+    def encode_moments(self, net: nn.Module, video: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        mu, logvar = net._encode(video).chunk(2, dim=1)
+        return mu, logvar
+
+    def decode(self, net: nn.Module, raw: torch.Tensor) -> torch.Tensor:
+        return net.decode(raw, return_dict=False)[0]
+
+    def decode_step(self, net: nn.Module, raw: torch.Tensor, cache, first: bool) -> tuple[torch.Tensor, object]:
+        from diffusers.models.autoencoders.autoencoder_kl_wan import unpatchify
+
+        if cache is None:
+            cache = [None] * net._cached_conv_counts["decoder"]
+        x = net.post_quant_conv(raw)
+        outs = [net.decoder(x[:, :, i:i + 1], feat_cache=cache, feat_idx=[0], first_chunk=first and i == 0)
+                for i in range(x.shape[2])]
+        out = torch.cat(outs, dim=2)
+        if net.config.patch_size is not None:
+            out = unpatchify(out, patch_size=net.config.patch_size)
+        return out, cache
+
+
+#: One adapter per VAE family: nothing outside this table branches on the family.
+FAMILIES: dict[str, TinyFamily | WanFamily] = {"tiny": TinyFamily(), "wan2.1": WanFamily(), "wan2.2": WanFamily()}
+
+
+def trainable_preset(name: str) -> bool:
+    """Whether preset ``name`` is of a family trained (and bundled) here."""
+    return name in VAE_PRESETS and FAMILIES[VAE_PRESETS[name].family].trainable
+
+
 class VideoVAE(nn.Module):
     """A causal video VAE behind one interface (encode, decode, streaming decode), whatever the preset."""
 
     def __init__(self, config: VAEConfig) -> None:
         super().__init__()
         self.config = config
-        if config.family == "tiny":
-            self.net: nn.Module = TinyCausalVAE(config.tiny or TinyVAEConfig(latent_channels=config.latent_channels))
-        else:
-            self.net = _build_wan(config)
+        self.adapter = FAMILIES[config.family]
+        self.net: nn.Module = self.adapter.build(config)
         c = config.latent_channels
         self.register_buffer("latents_mean", torch.tensor(config.latents_mean).view(1, c, 1, 1, 1), persistent=False)
         self.register_buffer("latents_std", torch.tensor(config.latents_std).view(1, c, 1, 1, 1), persistent=False)
@@ -167,12 +236,7 @@ class VideoVAE(nn.Module):
     def encode_moments(self, video: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Raw (un-normalised) posterior ``(mu, logvar)`` of a video; differentiable."""
         self.check_video(video)
-        video = video.to(self.dtype)
-        if self.config.family == "tiny":
-            return self.net.encode_moments(video)
-        h = self.net._encode(video)
-        mu, logvar = h.chunk(2, dim=1)
-        return mu, logvar
+        return self.adapter.encode_moments(self.net, video.to(self.dtype))
 
     def encode(self, video: torch.Tensor, sample: bool = False,
                generator: torch.Generator | None = None) -> torch.Tensor:
@@ -186,11 +250,7 @@ class VideoVAE(nn.Module):
     def decode(self, z: torch.Tensor) -> torch.Tensor:
         """Normalised latents ``[B, z, 1 + k, h, w]`` -> video ``[B, 3, 1 + 4k, H, W]`` in [-1, 1] (one pass)."""
         self.check_latents(z)
-        raw = self.denormalize(z)
-        if self.config.family == "tiny":
-            video, _ = self.net.decode_step(raw, None)
-            return video.clamp(-1, 1)
-        return self.net.decode(raw, return_dict=False)[0]
+        return self.adapter.decode(self.net, self.denormalize(z))
 
     def decode_raw_train(self, mu: torch.Tensor) -> torch.Tensor:
         """Differentiable decode of raw latents without clamping (training of the tiny preset)."""
@@ -289,7 +349,7 @@ def read_checkpoint(path: str | Path) -> dict:
 
 def load_wan_vae(path: str | Path, preset: str = "wan2.1", dtype: torch.dtype = torch.bfloat16) -> VideoVAE:
     """Load an original Wan VAE checkpoint (or its diffusers conversion) from a local file into a preset."""
-    if vae_preset(preset).family == "tiny":
+    if trainable_preset(preset):
         raise UserInputError("load_wan_vae loads the wan2.1/wan2.2 presets; the tiny VAE loads with "
                              "VideoVAE.from_pretrained(directory)")
     return wan_vae_from_state(read_checkpoint(path), preset, dtype, source=str(path))
@@ -299,7 +359,7 @@ def wan_vae_from_state(state: dict, preset: str = "wan2.1", dtype: torch.dtype =
                        source: str = "checkpoint") -> VideoVAE:
     """A Wan preset holding ``state`` (original or diffusers names); keys and shapes must match exactly."""
     cfg = vae_preset(preset)
-    if cfg.family == "tiny":
+    if trainable_preset(preset):
         raise UserInputError("wan_vae_from_state builds the wan2.1/wan2.2 presets, not tiny")
     if is_original_naming(state):
         try:
@@ -330,7 +390,7 @@ def load_vae(spec: str | Path = DEFAULT_VAE, preset: str | None = None,
              dtype: torch.dtype = torch.bfloat16) -> VideoVAE:
     """Load a VAE by spec: a tiny-family preset name (``"tiny48"`` = the bundled trained weights), a saved VAE
     directory, or an original Wan checkpoint file (``preset`` = ``wan2.1`` | ``wan2.2``, default ``wan2.1``)."""
-    if str(spec) in VAE_PRESETS and VAE_PRESETS[str(spec)].family == "tiny":  # a name, not a path
+    if trainable_preset(str(spec)):  # a bundled preset name, not a path
         folder = bundled_vae_dir(str(spec))
         if not (folder / CONFIG_FILE).is_file():
             hint = ""

@@ -24,7 +24,8 @@ from streamavatar.errors import UserInputError
 from streamavatar.serve.audio_in import StreamResampler
 from streamavatar.serve.avatars import AvatarStore, decode_reference
 from streamavatar.serve.config import ServeConfig
-from streamavatar.serve.generator import AvatarPipeline, load_generator, validate_chunk
+from streamavatar.serve.generator import AvatarPipeline, validate_chunk
+from streamavatar.serve.loader import load_generator
 from streamavatar.serve.manager import NotReady, SessionLimitReached, SessionManager
 from streamavatar.serve.metrics import render_prometheus
 from streamavatar.serve.sessions import SessionRuntime, _put_dropping

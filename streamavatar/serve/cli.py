@@ -17,7 +17,7 @@ def _flag(name: str) -> str:
 def _serve(args: argparse.Namespace) -> int:
     overrides = {f.name: getattr(args, f.name) for f in config_fields()}
     config = load_config(args.config, overrides)
-    from streamavatar.serve.generator import load_generator
+    from streamavatar.serve.loader import load_generator
 
     pipeline = load_generator(config.model, config.fake_size, config.dtype)  # bad --model fails here, before binding
     print(json.dumps({"effective_config": config.public_dict()}, indent=2), flush=True)

@@ -105,19 +105,3 @@ def validate_chunk(chunk: ChunkLike, frame_size: tuple[int, int]) -> None:
         raise ValueError(f"generator returned audio of shape {chunk.audio.shape}, expected ({n},)")
     if chunk.state not in AVATAR_STATES:
         raise ValueError(f"generator returned state {chunk.state!r}, expected one of {AVATAR_STATES}")
-
-
-def load_generator(spec: str, fake_size: int = 256, dtype: str = "bf16") -> AvatarPipeline:
-    """Load the model named by ``--model``: ``fake`` (the deterministic test double), ``default`` (the model
-    bundled with the package) or a model folder, the last two through :func:`streamavatar.load`."""
-    if spec == "fake":
-        from streamavatar.serve.fake_generator import FakeAvatarPipeline
-
-        return FakeAvatarPipeline(height=fake_size, width=fake_size)
-    import streamavatar
-
-    pipe = streamavatar.load(spec, dtype=dtype)
-    if not isinstance(pipe, AvatarPipeline):
-        raise UserInputError(f"--model {spec}: the loaded model does not provide session(), frame_size and "
-                             "sample_rate")
-    return pipe

@@ -20,7 +20,6 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from safetensors.torch import load_file
 
 from streamavatar import constants as K
 from streamavatar.errors import UserInputError
@@ -32,6 +31,12 @@ DTYPES = {"bf16": torch.bfloat16, "fp32": torch.float32}
 OUTPUT_SAMPLE_RATE = 16000
 #: The resolution the bundled models were trained at (the synthetic corpus).
 DEFAULT_RESOLUTION = 128
+
+
+def frames_to_uint8(video: torch.Tensor) -> np.ndarray:
+    """VAE output ``[1, 3, T, H, W]`` in [-1, 1] → uint8 ``[T, H, W, 3]``."""
+    unit = video[0].float().clamp(-1, 1).permute(1, 2, 3, 0)
+    return ((unit + 1) * K.PIXEL_HALF_RANGE).round().to(torch.uint8).numpy()
 
 
 def _device(spec: str) -> torch.device:
@@ -52,10 +57,9 @@ class Pipeline:
                  dit_device: str = "cpu", vae_device: str = "cpu", overlap: bool = True,
                  audio_dtype: str | None = None, numerics_check: bool | None = None) -> None:
         from streamavatar.audio import AudioConfig, AudioFrontend
-        from streamavatar.config import ModelConfig
+        from streamavatar.config import DEFAULT_VAE, ModelConfig
         from streamavatar.diffusion.chunk_sampler import ChunkSampler
-        from streamavatar.models.audio_projector import AudioProjectorConfig, TalkListenProjector
-        from streamavatar.models.dit import AvatarDiT
+        from streamavatar.models.avatar_model import AvatarModel
         from streamavatar.models.vae import load_vae
 
         if dtype not in DTYPES:
@@ -74,37 +78,28 @@ class Pipeline:
         if res <= 0 or res % stride:
             raise UserInputError(f"resolution {res} must be a positive multiple of {stride}")
         self.resolution = res
-        try:
-            weights = load_file(str(folder.weights_path))
-        except Exception as exc:  # noqa: BLE001 - a damaged file is a user problem, one line
-            raise UserInputError(f"cannot read model weights {folder.weights_path}: {exc}") from None
-        model = AvatarDiT(mc.dit)
-        projector = TalkListenProjector(AudioProjectorConfig(**folder.info["projector"]))
-        try:
-            model.load_state_dict({k[4:]: v.float() for k, v in weights.items() if k.startswith("dit.")})
-            projector.load_state_dict({k[10:]: v.float() for k, v in weights.items() if k.startswith("projector.")})
-        except RuntimeError as exc:
-            first = str(exc).splitlines()[0]
-            raise UserInputError(f"{folder.weights_path} does not match {folder.config_path}: {first}") from None
+        bundle = AvatarModel.from_files(folder.files)  # float32: the bf16 self-check compares against it
         train = folder.info.get("train", {})
-        vae = load_vae(train.get("vae", "tiny"), dtype=torch.float32).eval()
+        vae_spec = train.get("vae", DEFAULT_VAE)
+        vae = load_vae(vae_spec, dtype=torch.float32).eval()
         self.numerics: NumericsReport | None = None
         if numerics_check is None:
             numerics_check = check_enabled()
         if numerics_check and self.dtype == torch.bfloat16 and "cpu" in (self.dit_device.type, self.vae_device.type):
-            self.numerics = self._check_bf16(model, mc, vae, train.get("vae", "tiny"))
+            self.numerics = self._check_bf16(bundle.dit, mc, vae, vae_spec)
             if not self.numerics.ok:
                 sys.stderr.write(f"streamavatar: warning: bf16 gives wrong results on this CPU "
                                  f"({self.numerics.reason}); running in fp32 instead (slower). "
                                  f"`streamavatar doctor` shows the machine\n")
                 self.dtype = torch.float32
-        self.model = model.to(self.dit_device, self.dtype).eval()
-        self.projector = projector.to(self.dit_device, self.dtype).eval()
+        self.bundle = bundle.to(self.dit_device, self.dtype)
+        self.model = bundle.dit
+        self.projector = bundle.projector
         self.sampler = ChunkSampler(self.model, mc.stream)
         self.vae = vae.to(self.vae_device, self.dtype)
         a = folder.info.get("audio", {})
         adtype = audio_dtype or ("bfloat16" if self.dtype == torch.bfloat16 else "float32")
-        acfg = AudioConfig(backend=a.get("backend", train.get("audio_backend", "whisper-tiny")),
+        acfg = AudioConfig(backend=a.get("backend", train.get("audio_backend", K.DEFAULT_AUDIO_BACKEND)),
                            context_s=a.get("context_s", 2.0),
                            lookahead_ms=a.get("lookahead_ms", K.AUDIO_WINDOW_RADIUS_FRAMES * 1000 / K.VIDEO_FPS),
                            window_radius=a.get("window_radius", K.AUDIO_WINDOW_RADIUS_FRAMES),
@@ -162,9 +157,47 @@ class Pipeline:
     @torch.no_grad()
     def encode_reference(self, image_uint8: np.ndarray) -> torch.Tensor:
         """``res×res×3`` uint8 → normalised reference latent ``[1, z, 1, h, w]`` (float32, on the DiT device)."""
-        x = torch.from_numpy(image_uint8).float().div(127.5).sub(1.0).permute(2, 0, 1)[None, :, None]
+        x = torch.from_numpy(image_uint8).float().div(K.PIXEL_HALF_RANGE).sub(1.0).permute(2, 0, 1)[None, :, None]
         z = self.vae.encode(x.to(self.vae_device, self.vae.dtype))
         return z.float().to(self.dit_device)
+
+    # --- the three steps of a chunk, and the per-stream state they work on --------------------------------
+    def audio_stream(self, listen_backlog_s: float | None = 2.0):
+        """A stream's talk/listen audio queues (:class:`~streamavatar.audio.streaming.ChunkAudioEncoder`)."""
+        from streamavatar.audio.streaming import ChunkAudioEncoder
+
+        return ChunkAudioEncoder(self.frontend, listen_backlog_s)
+
+    def generator(self, seed: int) -> torch.Generator:
+        """The noise generator of a stream (on the DiT device)."""
+        return torch.Generator(device=self.dit_device).manual_seed(int(seed))
+
+    @torch.no_grad()
+    def start(self, reference_latent: torch.Tensor):
+        """A stream's sampler state (KV cache with the Reference Sink filled by the reference latent)."""
+        return self.sampler.start(reference_latent)
+
+    def decoder(self):
+        """A stream's causal VAE decoder."""
+        return self.vae.streaming_decoder()
+
+    @torch.no_grad()
+    def condition(self, audio) -> tuple[torch.Tensor, torch.Tensor]:
+        """One chunk's talk/listen windows (:class:`~streamavatar.audio.streaming.ChunkAudio`) → the DiT's
+        audio tokens."""
+        dev, dt = self.dit_device, self.dtype
+        return self.projector(audio.talk.windows[None].to(dev, dt), audio.listen.windows[None].to(dev, dt))
+
+    @torch.no_grad()
+    def denoise(self, state, tokens: tuple[torch.Tensor, torch.Tensor], generator: torch.Generator) -> torch.Tensor:
+        """Generate the next chunk's latents from the stream's sampler ``state`` (few-step, KV cache)."""
+        talk, listen = tokens
+        return self.sampler.next_chunk(state, talk_audio=talk, listen_audio=listen, generator=generator)
+
+    @torch.no_grad()
+    def decode(self, decoder, latents: torch.Tensor) -> np.ndarray:
+        """Latents → uint8 frames ``[T, H, W, 3]`` through the stream's causal ``decoder``."""
+        return frames_to_uint8(decoder.decode(latents.to(self.vae_device, self.vae.dtype)))
 
     def warmup(self) -> float:
         """Run one throwaway chunk (first calls of the encoder, DiT and VAE pay one-off costs); returns seconds."""

@@ -1,5 +1,9 @@
 """One endless avatar stream: audio in, 12-frame chunks out (ARCHITECTURE.md §5).
 
+A session holds only the state of its stream — the audio queues, the sampler's KV cache, the decoder's causal
+cache, the noise generator and the chunks in flight; the work is the pipeline's public steps
+(:meth:`Pipeline.condition` → :meth:`Pipeline.denoise` → :meth:`Pipeline.decode`).
+
 ```
 sess = pipe.session(image)
 sess.push_talk_audio(agent_pcm, 24000)    # agent voice, any rate; queued
@@ -36,7 +40,6 @@ import torch
 
 from streamavatar import constants as K
 from streamavatar.errors import UserInputError
-from streamavatar.streaming.chunk_audio import ChunkAudioEncoder
 from streamavatar.streaming.metrics import StreamMetrics
 from streamavatar.streaming.reference_image import load_reference
 
@@ -62,11 +65,6 @@ class Chunk:
     latents: torch.Tensor | None = None
 
 
-def frames_to_uint8(video: torch.Tensor) -> np.ndarray:
-    """VAE output ``[1, 3, T, H, W]`` in [-1, 1] → uint8 ``[T, H, W, 3]``."""
-    return ((video[0].float().clamp(-1, 1).permute(1, 2, 3, 0) + 1) * 127.5).round().to(torch.uint8).numpy()
-
-
 class Session:
     """See the module docstring. Not thread-safe: drive one session from one thread."""
 
@@ -79,15 +77,13 @@ class Session:
         self._keep_latents = keep_latents
         t0 = time.perf_counter()
         self.reference = load_reference(reference_image, pipe.resolution)
-        self._audio = ChunkAudioEncoder(pipe.frontend, listen_backlog_s)
-        self._generator = torch.Generator(device=pipe.dit_device).manual_seed(int(seed))
-        with torch.no_grad():
-            self.reference_latent = pipe.encode_reference(self.reference)
-            self._state = pipe.sampler.start(self.reference_latent)
-            self._decoder = pipe.vae.streaming_decoder()
-            # Prime the causal decoder with the reference latent (1 frame out), so each chunk gives 4C frames.
-            self.reference_frame = frames_to_uint8(
-                self._decoder.decode(self.reference_latent.to(pipe.vae_device, pipe.vae.dtype)))[0]
+        self._audio = pipe.audio_stream(listen_backlog_s)
+        self._generator = pipe.generator(seed)
+        self.reference_latent = pipe.encode_reference(self.reference)
+        self._state = pipe.start(self.reference_latent)
+        self._decoder = pipe.decoder()
+        # Prime the causal decoder with the reference latent (1 frame out), so each chunk gives 4C frames.
+        self.reference_frame = pipe.decode(self._decoder, self.reference_latent)[0]
         self._pending: deque[Future] = deque()
         self._executor = ThreadPoolExecutor(1, thread_name_prefix="streamavatar-decode") if pipe.overlap else None
         if self._executor is not None:
@@ -112,7 +108,7 @@ class Session:
 
     @property
     def queued_talk_s(self) -> float:
-        return len(self._audio.talk.queue) / self._pipe.frontend.geometry.chunk_samples * K.CHUNK_SECONDS
+        return len(self._audio.talk.queue) / self._audio.talk.geometry.chunk_samples * K.CHUNK_SECONDS
 
     @property
     def in_flight(self) -> int:
@@ -131,11 +127,9 @@ class Session:
         pipe = self._pipe
         t0 = self.metrics.chunk_started()
         ca = self._audio.next_chunk()
-        dev, dt = pipe.dit_device, pipe.dtype
-        talk_tok, listen_tok = pipe.projector(ca.talk.windows[None].to(dev, dt), ca.listen.windows[None].to(dev, dt))
+        tokens = pipe.condition(ca)
         t1 = time.perf_counter()
-        latents = pipe.sampler.next_chunk(self._state, talk_audio=talk_tok, listen_audio=listen_tok,
-                                          generator=self._generator)
+        latents = pipe.denoise(self._state, tokens, self._generator)
         t2 = time.perf_counter()
         if ca.talk_samples > 0:
             state = "talking"
@@ -158,8 +152,7 @@ class Session:
     def _decode(self, latents: torch.Tensor, meta: dict) -> Chunk:
         t0 = time.perf_counter()
         pipe = self._pipe
-        video = self._decoder.decode(latents.to(pipe.vae_device, pipe.vae.dtype))
-        frames = frames_to_uint8(video)
+        frames = pipe.decode(self._decoder, latents)
         decode_ms = (time.perf_counter() - t0) * 1000
         return Chunk(frames=frames, audio=meta["talk_audio"], sample_rate=pipe.sample_rate,
                      start_time=meta["index"] * K.CHUNK_SECONDS, state=meta["state"],

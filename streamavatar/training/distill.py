@@ -10,24 +10,31 @@ anything that loads a teacher folder loads a student folder the same way.
 
 from __future__ import annotations
 
-import csv
-import json
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
 import torch
-from safetensors.torch import load_file, save_file
-from tqdm import tqdm
 
-from streamavatar.config import DEFAULT_PRESET, PRESETS, ModelConfig, StreamConfig
+from streamavatar import constants as K
+from streamavatar.config import DEFAULT_PRESET, DEFAULT_VAE, PRESETS, ModelConfig, StreamConfig
 from streamavatar.errors import UserInputError
-from streamavatar.models.dit import AvatarDiT
+from streamavatar.models.audio_projector import AudioProjectorConfig
+from streamavatar.models.avatar_model import DIT_PREFIX, PROJECTOR_PREFIX, AvatarModel, ModelFiles, find_model_files
 from streamavatar.models.widen import widen_model
+from streamavatar.training.trainer import (
+    CHECKPOINT,
+    LOG,
+    Objective,
+    Trainer,
+    TrainLog,
+    open_checkpoint,
+    trainer_config,
+)
 
-CHECKPOINT = "checkpoint.pt"
+__all__ = ["CHECKPOINT", "LOG", "TrainLog", "DistillConfig", "load_run", "export_student"]
+
 WEIGHTS = "student.safetensors"
 CONFIG = "student.json"
-LOG = "train_log.csv"
 TEACHER_WEIGHTS = "teacher.safetensors"
 TEACHER_CONFIG = "teacher.json"
 PHASES = ("ode", "sid")
@@ -78,6 +85,9 @@ class DistillConfig:
     # --- data ---
     feature_cache: str | None = None
     split: str = "train"
+    # --- where the loop runs ---
+    device: str = "cpu"
+    autocast: str = "bf16"
 
     def __post_init__(self) -> None:
         if self.phase not in PHASES:
@@ -101,35 +111,28 @@ class DistillConfig:
 
 
 # --- run folders ------------------------------------------------------------------------------------------
+def _run_model_files(run: str | Path) -> ModelFiles:
+    run = Path(run)
+    if not run.is_dir() or not any((run / f"{k}.json").is_file() for k in ("student", "teacher")):
+        raise UserInputError(f"{run} is not a teacher or student run (expected {TEACHER_CONFIG} + {TEACHER_WEIGHTS} "
+                             f"or {CONFIG} + {WEIGHTS})")
+    return find_model_files(run)
+
+
 def run_files(run: str | Path) -> tuple[Path, Path]:
     """(config json, weights) of a teacher or student run folder."""
-    run = Path(run)
-    for cfg_name, w_name in ((CONFIG, WEIGHTS), (TEACHER_CONFIG, TEACHER_WEIGHTS)):
-        if (run / cfg_name).is_file() and (run / w_name).is_file():
-            return run / cfg_name, run / w_name
-    raise UserInputError(f"{run} is not a teacher or student run (expected {TEACHER_CONFIG} + {TEACHER_WEIGHTS} "
-                         f"or {CONFIG} + {WEIGHTS})")
+    files = _run_model_files(run)
+    return files.config_path, files.weights_path
 
 
 def load_run(run: str | Path, dtype: torch.dtype = torch.float32):
     """(model, projector, info) of a teacher or student run folder (its exported EMA weights)."""
-    from streamavatar.models.audio_projector import AudioProjectorConfig, TalkListenProjector
-
-    cfg_path, w_path = run_files(run)
-    info = json.loads(cfg_path.read_text())
-    for key in ("model", "projector", "audio"):
-        if key not in info:
-            raise UserInputError(f"{cfg_path} has no {key!r} section")
-    mc = ModelConfig.from_dict(info["model"])
-    model = AvatarDiT(mc.dit)
-    projector = TalkListenProjector(AudioProjectorConfig(**info["projector"]))
-    weights = load_file(str(w_path))
-    try:
-        model.load_state_dict({k[4:]: v.float() for k, v in weights.items() if k.startswith("dit.")})
-        projector.load_state_dict({k[10:]: v.float() for k, v in weights.items() if k.startswith("projector.")})
-    except RuntimeError as exc:
-        raise UserInputError(f"weights in {w_path} do not match its config: {str(exc).splitlines()[0]}") from None
-    return model.to(dtype).eval(), projector.to(dtype).eval(), info
+    files = _run_model_files(run)
+    bundle = AvatarModel.from_files(files, dtype)
+    info = bundle.to_info()
+    if "audio" not in info:
+        raise UserInputError(f"{files.config_path} has no 'audio' section")
+    return bundle.dit, bundle.projector, info
 
 
 def load_init_run(run: str | Path, cfg: DistillConfig):
@@ -162,20 +165,12 @@ def student_model_config(teacher_info: dict, cfg: DistillConfig) -> ModelConfig:
 def open_run(cfg: DistillConfig, resume: bool) -> tuple[DistillConfig, dict | None]:
     """The run's config and checkpoint state: a fresh run refuses an occupied folder; ``--resume`` reuses the
     saved config (only the stopping limits come from the command line)."""
-    out = Path(cfg.out)
-    ckpt_path = out / CHECKPOINT
-    if not resume:
-        if ckpt_path.exists():
-            raise UserInputError(f"{out} already holds a run; pass --resume to continue it or choose another --out")
+    state = open_checkpoint(cfg.out, resume)
+    if state is None:
         return cfg, None
-    if not ckpt_path.is_file():
-        raise UserInputError(f"--resume: no checkpoint in {out}")
-    from streamavatar.training.state import load_checkpoint
-
-    state = load_checkpoint(ckpt_path)
     saved = DistillConfig(**state["config"])
     if saved.phase != cfg.phase:
-        raise UserInputError(f"{out} holds a {saved.phase!r} run, asked to resume phase {cfg.phase!r}")
+        raise UserInputError(f"{cfg.out} holds a {saved.phase!r} run, asked to resume phase {cfg.phase!r}")
     return replace(saved, max_minutes=cfg.max_minutes, steps=cfg.steps), state
 
 
@@ -210,7 +205,8 @@ def load_windows(cfg: DistillConfig, teacher_info: dict, frames: int, progress: 
     if cache is None or not Path(cache).is_dir():
         cache = str(Path(cfg.out) / "features")
     tcfg = TeacherTrainConfig(data=cfg.data, out=cfg.out, preset=cfg.preset, frames=frames,
-                              vae=tt.get("vae", "tiny"), audio_backend=tt.get("audio_backend", "whisper-tiny"),
+                              vae=tt.get("vae", DEFAULT_VAE),
+                              audio_backend=tt.get("audio_backend", K.DEFAULT_AUDIO_BACKEND),
                               feature_cache=cache, split=cfg.split, mouth_weight=0.0)
     _, frontend, windows = load_training_inputs(tcfg, cfg.split, progress)
     if frontend.describe() != teacher_info["audio"]:
@@ -231,43 +227,35 @@ def collate(items: list[dict]) -> dict:
 def export_student(out: Path, model_shadow: dict, projector_shadow: dict, teacher_info: dict,
                    student_mc: ModelConfig, cfg: DistillConfig, step: int) -> None:
     """Write ``student.safetensors`` (bf16 EMA) and ``student.json`` (teacher.json schema) atomically."""
-    weights = {f"dit.{k}": v.to(torch.bfloat16).contiguous() for k, v in model_shadow.items()}
-    weights.update({f"projector.{k}": v.to(torch.bfloat16).contiguous() for k, v in projector_shadow.items()})
-    tmp = out / (WEIGHTS + ".tmp")
-    save_file(weights, str(tmp))
-    tmp.replace(out / WEIGHTS)
     # The teacher's data settings (VAE, audio backend, window frames, prediction) stay in "train" so that code
     # reading a teacher folder's train section (e.g. which VAE decodes the latents) reads a student folder alike.
     inherited = {k: v for k, v in teacher_info.get("train", {}).items() if k in TEACHER_TRAIN_KEYS}
-    info = {"kind": "student", "train": {**inherited, **asdict(cfg), "step": step}, "model": student_mc.to_dict(),
-            "projector": teacher_info["projector"], "audio": teacher_info["audio"],
+    info = {"kind": "student", "train": {**inherited, **asdict(cfg), "step": step}, "audio": teacher_info["audio"],
             "teacher": str(Path(cfg.teacher).resolve())}
-    tmp = out / (CONFIG + ".tmp")
-    tmp.write_text(json.dumps(info, indent=1, default=str))
-    tmp.replace(out / CONFIG)
+    bundle = AvatarModel(student_mc, AudioProjectorConfig(**teacher_info["projector"]), info, kind="student")
+    state = {f"{DIT_PREFIX}{k}": v for k, v in model_shadow.items()}
+    state.update({f"{PROJECTOR_PREFIX}{k}": v for k, v in projector_shadow.items()})
+    bundle.save_pretrained(out, state_dict=state)
 
 
-# --- logging ----------------------------------------------------------------------------------------------
-class TrainLog:
-    """A CSV log (appended on resume) and a tqdm bar on stderr."""
+# --- the phases' common part ------------------------------------------------------------------------------
+class StudentObjective(Objective):
+    """What both distillation phases share: the student (``model`` + ``projector``, averaged) and its export
+    (:func:`export_student` of the EMA weights after every checkpoint)."""
 
-    def __init__(self, path: Path, columns: list[str], total: int, initial: int, desc: str, progress: bool) -> None:
-        new = not path.exists()
-        self.columns = columns
-        self.file = open(path, "a", newline="")  # noqa: SIM115 - closed in close()
-        self.writer = csv.writer(self.file)
-        if new:
-            self.writer.writerow(columns)
-        self.bar = tqdm(total=total, initial=initial, desc=desc, unit="step", disable=not progress)
+    def __init__(self, cfg: DistillConfig, out: Path, teacher_info: dict, student_mc: ModelConfig) -> None:
+        super().__init__()
+        self.cfg, self.out, self.teacher_info, self.student_mc = cfg, Path(out), teacher_info, student_mc
+        self.ema_modules = ["model", "projector"]
 
-    def row(self, values: dict) -> None:
-        self.writer.writerow([values.get(k, "") for k in self.columns])
-        self.bar.update(1)
-        self.bar.set_postfix({k: f"{values[k]:.4g}" for k in self.columns[2:4] if isinstance(values.get(k), float)})
+    def export(self, trainer: Trainer) -> None:
+        export_student(self.out, trainer.ema_state("model"), trainer.ema_state("projector"), self.teacher_info,
+                       self.student_mc, self.cfg, trainer.step)
 
-    def flush(self) -> None:
-        self.file.flush()
 
-    def close(self) -> None:
-        self.bar.close()
-        self.file.close()
+def fit_student(objective: StudentObjective, state: dict | None, progress: bool, on_checkpoint,
+                started: float) -> dict:
+    """Run a distillation objective in its run folder with the run's loop settings; the last logged row."""
+    trainer = Trainer(trainer_config(objective.cfg), objective, objective.out, run_config=asdict(objective.cfg),
+                      state=state, progress=progress, on_checkpoint=on_checkpoint, started=started)
+    return trainer.fit()

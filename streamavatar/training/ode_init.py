@@ -30,7 +30,6 @@ import hashlib
 import json
 import math
 import time
-from dataclasses import asdict
 from pathlib import Path
 
 import torch
@@ -38,18 +37,16 @@ from safetensors.torch import load_file, save_file
 from tqdm import tqdm
 
 from streamavatar.config import StreamConfig
-from streamavatar.diffusion.flow import few_step_sigmas, predicted_x0, shift_sigma
-from streamavatar.diffusion.teacher_sampler import guided_prediction
+from streamavatar.diffusion.flow import few_step_sigmas, predicted_x0, shift_sigma, sigma_to_timestep
+from streamavatar.diffusion.teacher_sampler import guided_euler
 from streamavatar.errors import UserInputError
 from streamavatar.models.dit import AvatarDiT
 from streamavatar.training.distill import (
-    CHECKPOINT,
-    LOG,
     DistillConfig,
-    TrainLog,
+    StudentObjective,
     check_teacher,
     collate,
-    export_student,
+    fit_student,
     load_init_run,
     load_run,
     load_windows,
@@ -57,7 +54,8 @@ from streamavatar.training.distill import (
     run_files,
     student_model_config,
 )
-from streamavatar.training.state import EMA, clipped_step, rng_state, save_atomic, set_rng_state
+from streamavatar.training.teacher import adamw
+from streamavatar.training.trainer import Trainer, autocast, finite
 
 #: Two σ closer than this are the same grid point.
 SIGMA_TOL = 1e-6
@@ -84,21 +82,16 @@ def teacher_trajectory(teacher: AvatarDiT, reference: torch.Tensor, noise: torch
     """Deterministic guided Euler from ``noise`` over ``grid``; (states at ``keep`` ``[B, L, C, F, h, w]``, x0).
 
     The teacher sees ``[reference (t = 0) | x_σ]``; audio tokens cover the generated frames."""
-    b, _, f = noise.shape[:3]
-    x = noise.float()
     kept: dict[int, torch.Tensor] = {}
-    for s_now, s_next in zip(grid[:-1], grid[1:], strict=True):
+
+    def keep_level(s_now: float, x: torch.Tensor) -> None:
         for j, s in enumerate(keep):
             if abs(s - s_now) <= SIGMA_TOL:
                 kept[j] = x.clone()
-        seq = torch.cat([reference.float(), x], dim=2)
-        t = torch.cat([torch.zeros(b, 1), torch.full((b, f), s_now * 1000.0)], dim=1)
-        out = guided_prediction(teacher, seq, t, talk_audio=talk, listen_audio=listen, null_talk=null_talk,
-                                null_listen=null_listen, talk_scale=talk_scale,
-                                listen_scale=listen_scale)[:, :, 1:].float()
-        x0 = predicted_x0(out, x, s_now, teacher.cfg.prediction)
-        # Euler on dx/dσ = (x − x0)/σ, written with the x0 estimate so σ_next = 0 lands on x0 exactly.
-        x = x0 + (s_next / s_now) * (x - x0)
+
+    x = guided_euler(teacher, reference.float(), noise, grid, talk_audio=talk, listen_audio=listen,
+                     null_talk=null_talk, null_listen=null_listen, talk_scale=talk_scale, listen_scale=listen_scale,
+                     on_level=keep_level)
     if len(kept) != len(keep):
         raise RuntimeError(f"levels {keep} are not all on the grid")
     return torch.stack([kept[j] for j in range(len(keep))], dim=1), x
@@ -179,7 +172,8 @@ def ode_regression_loss(student: AvatarDiT, projector, batch: dict, stream: Stre
     ctx = states[:, -1, :, :(n - 1) * c]
     sig_f = sigmas[level_f]  # [B, F]
     talk, listen = projector(batch["talk"], batch["listen"])
-    out = context_forward(student, ref, ctx, cur, float(sigmas[-1]) * 1000.0, sig_f * 1000.0, talk, listen)
+    out = context_forward(student, ref, ctx, cur, float(sigma_to_timestep(float(sigmas[-1]))),
+                          sigma_to_timestep(sig_f), talk, listen)
     pred = predicted_x0(out, cur.float(), sig_f.view(b, 1, f, 1, 1), student.cfg.prediction)
     err = (pred - x0.float()).pow(2)
     loss = err.mean()
@@ -239,7 +233,7 @@ class TrajectoryPairs:
         shape = batch["latents"][:, :, 1:].shape
         g = torch.Generator().manual_seed(self.cfg.seed * 1_000_003 + s)
         noise = torch.randn(shape, generator=g)
-        with torch.autocast("cpu", dtype=torch.bfloat16):
+        with autocast(self.cfg.device, self.cfg.autocast):
             talk, listen = self.projector(batch["talk"], batch["listen"])
             null_t, null_l = self.projector(torch.zeros_like(batch["talk"]), torch.zeros_like(batch["listen"]))
             states, x0 = teacher_trajectory(self.teacher, ref, noise, self.grid, self.keep, talk=talk.float(),
@@ -279,11 +273,38 @@ def pair_batch(pairs: dict[str, torch.Tensor], windows, rows: torch.Tensor) -> d
 
 
 # --- the run ----------------------------------------------------------------------------------------------
+class ODERegression(StudentObjective):
+    """Regression of the block-causal student onto cached teacher ODE trajectories (:func:`ode_regression_loss`)."""
+
+    desc = "distill ode"
+
+    def __init__(self, cfg: DistillConfig, out: Path, teacher_info: dict, student_mc, model: AvatarDiT, projector,
+                 pairs: dict, windows) -> None:
+        super().__init__(cfg, out, teacher_info, student_mc)
+        self.pairs, self.windows, self.stream = pairs, windows, student_mc.stream
+        self.modules = {"model": model, "projector": projector}
+        params = list(model.parameters()) + list(projector.parameters())
+        self.optimizers = {"optimizer": (adamw(params, cfg.lr, cfg.weight_decay), params)}
+        self.generator.manual_seed(cfg.seed + 1)
+        n_levels = pairs["states"].shape[1]
+        self.columns = ["loss", "grad_norm"] + [f"mse_l{k}" for k in range(n_levels)] + ["pairs"]
+
+    def train_step(self, trainer: Trainer) -> dict | None:
+        rows = torch.randint(len(self.pairs["items"]), (self.cfg.batch,), generator=self.generator)
+        batch = pair_batch(self.pairs, self.windows, rows)
+        with trainer.autocast():
+            loss, stats = ode_regression_loss(self.modules["model"], self.modules["projector"], batch, self.stream,
+                                              self.generator)
+        gn = trainer.backward_step("optimizer", loss)
+        if not finite(gn):
+            return None
+        return {**stats, "grad_norm": gn, "pairs": len(self.pairs["items"])}
+
+
 def train_ode(cfg: DistillConfig, resume: bool = False, progress: bool = True, on_checkpoint=None) -> dict:
     """Run (or resume) ODE initialisation in ``cfg.out``; returns the last logged row."""
     t_start = time.monotonic()
     out = Path(cfg.out)
-    ckpt_path = out / CHECKPOINT
     cfg, state = open_run(cfg, resume)
     teacher, t_proj, t_info = load_run(cfg.teacher)
     check_teacher(cfg, t_info, f"teacher {cfg.teacher}")
@@ -300,53 +321,5 @@ def train_ode(cfg: DistillConfig, resume: bool = False, progress: bool = True, o
     init = cfg.init_from or cfg.teacher
     model, projector, i_info = load_init_run(init, cfg)
     check_teacher(cfg, i_info, f"--init-from {init}")
-    model.train()
-    projector.train()
-    params = list(model.parameters()) + list(projector.parameters())
-    opt = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay, betas=(0.9, 0.99))
-    ema_model, ema_proj = EMA(model, cfg.ema), EMA(projector, cfg.ema)
-    g = torch.Generator().manual_seed(cfg.seed + 1)
-    step = 0
-    if state is not None:
-        model.load_state_dict(state["model"])
-        projector.load_state_dict(state["projector"])
-        opt.load_state_dict(state["optimizer"])
-        ema_model.shadow, ema_proj.shadow = state["ema_model"], state["ema_projector"]
-        step = state["step"]
-        set_rng_state(state["rng"])
-        g.set_state(state["generator"])
-
-    def save() -> None:
-        save_atomic({"step": step, "model": model.state_dict(), "projector": projector.state_dict(),
-                     "optimizer": opt.state_dict(), "ema_model": ema_model.shadow, "ema_projector": ema_proj.shadow,
-                     "rng": rng_state(), "generator": g.get_state(), "config": asdict(cfg)}, ckpt_path)
-        export_student(out, ema_model.shadow, ema_proj.shadow, t_info, mc, cfg, step)
-        if on_checkpoint is not None:
-            on_checkpoint(step, out)
-
-    n_levels = pairs["states"].shape[1]
-    cols = ["step", "minutes", "loss", "grad_norm"] + [f"mse_l{k}" for k in range(n_levels)] + ["pairs"]
-    log = TrainLog(out / LOG, cols, cfg.steps, step, "distill ode", progress)
-    last: dict = {}
-    try:
-        while step < cfg.steps and (time.monotonic() - t_start) / 60 < cfg.max_minutes:
-            rows = torch.randint(len(pairs["items"]), (cfg.batch,), generator=g)
-            batch = pair_batch(pairs, windows, rows)
-            with torch.autocast("cpu", dtype=torch.bfloat16):
-                loss, stats = ode_regression_loss(model, projector, batch, mc.stream, g)
-            gn = clipped_step(opt, params, loss, cfg.grad_clip)
-            if not math.isfinite(gn):
-                continue
-            ema_model.update(model)
-            ema_proj.update(projector)
-            step += 1
-            last = {"step": step, "minutes": round((time.monotonic() - t_start) / 60, 3), **stats,
-                    "grad_norm": gn, "pairs": len(pairs["items"])}
-            log.row(last)
-            if step % cfg.checkpoint_every == 0:
-                log.flush()
-                save()
-    finally:
-        log.close()
-    save()
-    return last
+    objective = ODERegression(cfg, out, t_info, mc, model, projector, pairs, windows)
+    return fit_student(objective, state, progress, on_checkpoint, t_start)

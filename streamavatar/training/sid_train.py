@@ -26,24 +26,21 @@ with β = (0, 0.999) for both networks (Self-Forcing's SiD setting).
 from __future__ import annotations
 
 import copy
-import math
 import time
-from dataclasses import asdict
 from pathlib import Path
 
 import torch
 
+from streamavatar.diffusion.flow import reference_input
 from streamavatar.diffusion.teacher_sampler import guided_prediction
 from streamavatar.errors import UserInputError
 from streamavatar.models.dit import AvatarDiT
 from streamavatar.training.distill import (
-    CHECKPOINT,
-    LOG,
     DistillConfig,
-    TrainLog,
+    StudentObjective,
     check_teacher,
     collate,
-    export_student,
+    fit_student,
     load_init_run,
     load_run,
     load_windows,
@@ -52,7 +49,7 @@ from streamavatar.training.distill import (
 )
 from streamavatar.training.self_forcing import check_rollout_length, random_exit_step, self_forcing_rollout
 from streamavatar.training.sid import fake_score_loss, noised, sid_generator_loss, x0_of
-from streamavatar.training.state import EMA, clipped_step, rng_state, save_atomic, set_rng_state
+from streamavatar.training.trainer import Trainer, finite
 
 
 class SiDModels:
@@ -83,9 +80,7 @@ class SiDModels:
     def conditioned(self, net: AvatarDiT, x_t: torch.Tensor, sigma: torch.Tensor, ref: torch.Tensor,
                     talk: torch.Tensor, listen: torch.Tensor, guided: bool) -> torch.Tensor:
         """x0 of ``net`` on ``[ref | x_t]`` at per-sample ``sigma`` (teacher guidance when ``guided``)."""
-        b, _, f = x_t.shape[:3]
-        seq = torch.cat([ref, x_t], dim=2)
-        t = torch.cat([torch.zeros(b, 1), (sigma * 1000.0).view(b, 1).expand(b, f)], dim=1)
+        seq, t = reference_input(ref, x_t, sigma)
         if guided:
             null_t, null_l = self.t_proj(torch.zeros_like(talk), torch.zeros_like(listen))
             talk_tok, listen_tok = self.t_proj(talk, listen)
@@ -110,8 +105,7 @@ def fake_step(m: SiDModels, batch: dict, window: int, g: torch.Generator) -> tup
     noise = torch.randn(x_g.shape, generator=g)
     x_t = noised(x_g, sigma, noise)
     ref = batch["latents"][:, :, :1]
-    seq = torch.cat([ref, x_t], dim=2)
-    t = torch.cat([torch.zeros(b, 1), (sigma * 1000.0).view(b, 1).expand(b, window)], dim=1)
+    seq, t = reference_input(ref, x_t, sigma)
     with torch.no_grad():
         talk_tok, listen_tok = m.t_proj(batch["talk"][:, s:s + window], batch["listen"][:, s:s + window])
     out = m.fake(seq, t, talk_audio=talk_tok, listen_audio=listen_tok, reference=ref)[:, :, 1:]
@@ -144,6 +138,51 @@ def generator_step(m: SiDModels, batch: dict, window: int, g: torch.Generator) -
     return loss, stats
 
 
+#: Adam betas of both SiD networks (Self-Forcing's SiD setting).
+SID_BETAS = (0.0, 0.999)
+
+
+class SiDObjective(StudentObjective):
+    """SiD: ``fake_updates`` fake-score updates, then one generator update (see the module docstring)."""
+
+    columns = ["sid_loss", "fake_loss", "grad_norm", "fake_grad_norm", "exit_step", "window", "sigma", "score_gap"]
+
+    def __init__(self, cfg: DistillConfig, out: Path, teacher_info: dict, student_mc, m: SiDModels, windows,
+                 window: int) -> None:
+        super().__init__(cfg, out, teacher_info, student_mc)
+        self.m, self.windows, self.window = m, windows, window
+        self.desc = f"distill sid ({cfg.fake_updates} fake : 1)"
+        self.modules = {"model": m.student, "projector": m.s_proj, "fake": m.fake}
+        g_params = list(m.student.parameters()) + list(m.s_proj.parameters())
+        f_params = list(m.fake.parameters())
+        for p in g_params + f_params:
+            p.requires_grad_(True)
+        self.optimizers = {"optimizer": (torch.optim.Adam(g_params, lr=cfg.lr, betas=SID_BETAS), g_params),
+                           "fake_optimizer": (torch.optim.Adam(f_params, lr=cfg.fake_lr, betas=SID_BETAS), f_params)}
+        self.generator.manual_seed(cfg.seed + 2)
+
+    def draw_batch(self) -> dict:
+        rows = torch.randint(len(self.windows), (self.cfg.batch,), generator=self.generator)
+        return collate([{k: self.windows[int(r)][k] for k in ("latents", "talk", "listen")} for r in rows])
+
+    def train_step(self, trainer: Trainer) -> dict | None:
+        g = self.generator
+        fake_losses, fgn = [], 0.0
+        for _ in range(self.cfg.fake_updates):
+            with trainer.autocast():
+                f_loss, f_stats = fake_step(self.m, self.draw_batch(), self.window, g)
+            fgn = trainer.backward_step("fake_optimizer", f_loss)
+            fake_losses.append(f_stats["fake_loss"])
+        with trainer.autocast():
+            loss, stats = generator_step(self.m, self.draw_batch(), self.window, g)
+        gn = trainer.backward_step("optimizer", loss)
+        # gradients the generator's loss left on the fake score network
+        self.optimizers["fake_optimizer"][0].zero_grad(set_to_none=True)
+        if not finite(gn):
+            return None
+        return {**stats, "fake_loss": sum(fake_losses) / len(fake_losses), "grad_norm": gn, "fake_grad_norm": fgn}
+
+
 def train_sid(cfg: DistillConfig, resume: bool = False, progress: bool = True, on_checkpoint=None) -> dict:
     """Run (or resume) SiD distillation in ``cfg.out``; returns the last logged row."""
     t_start = time.monotonic()
@@ -166,71 +205,6 @@ def train_sid(cfg: DistillConfig, resume: bool = False, progress: bool = True, o
     student, s_proj, i_info = load_init_run(init, cfg)
     check_teacher(cfg, i_info, f"--init-from {init}")
     fake = copy.deepcopy(teacher)
-    student.train()
-    s_proj.train()
-    fake.train()
     m = SiDModels(teacher, t_proj, student, s_proj, fake, cfg, mc.stream)
-    g_params = list(student.parameters()) + list(s_proj.parameters())
-    f_params = list(fake.parameters())
-    for p in g_params + f_params:
-        p.requires_grad_(True)
-    opt_g = torch.optim.Adam(g_params, lr=cfg.lr, betas=(0.0, 0.999))
-    opt_f = torch.optim.Adam(f_params, lr=cfg.fake_lr, betas=(0.0, 0.999))
-    ema_model, ema_proj = EMA(student, cfg.ema), EMA(s_proj, cfg.ema)
-    g = torch.Generator().manual_seed(cfg.seed + 2)
-    step = 0
-    if state is not None:
-        student.load_state_dict(state["model"])
-        s_proj.load_state_dict(state["projector"])
-        fake.load_state_dict(state["fake"])
-        opt_g.load_state_dict(state["optimizer"])
-        opt_f.load_state_dict(state["fake_optimizer"])
-        ema_model.shadow, ema_proj.shadow = state["ema_model"], state["ema_projector"]
-        step = state["step"]
-        set_rng_state(state["rng"])
-        g.set_state(state["generator"])
-
-    def save() -> None:
-        save_atomic({"step": step, "model": student.state_dict(), "projector": s_proj.state_dict(),
-                     "fake": fake.state_dict(), "optimizer": opt_g.state_dict(), "fake_optimizer": opt_f.state_dict(),
-                     "ema_model": ema_model.shadow, "ema_projector": ema_proj.shadow, "rng": rng_state(),
-                     "generator": g.get_state(), "config": asdict(cfg)}, out / CHECKPOINT)
-        export_student(out, ema_model.shadow, ema_proj.shadow, t_info, mc, cfg, step)
-        if on_checkpoint is not None:
-            on_checkpoint(step, out)
-
-    def draw_batch() -> dict:
-        rows = torch.randint(len(windows), (cfg.batch,), generator=g)
-        return collate([{k: windows[int(r)][k] for k in ("latents", "talk", "listen")} for r in rows])
-
-    cols = ["step", "minutes", "sid_loss", "fake_loss", "grad_norm", "fake_grad_norm", "exit_step", "window",
-            "sigma", "score_gap"]
-    log = TrainLog(out / LOG, cols, cfg.steps, step, f"distill sid ({cfg.fake_updates} fake : 1)", progress)
-    last: dict = {}
-    try:
-        while step < cfg.steps and (time.monotonic() - t_start) / 60 < cfg.max_minutes:
-            fake_losses, fgn = [], 0.0
-            for _ in range(cfg.fake_updates):
-                with torch.autocast("cpu", dtype=torch.bfloat16):
-                    f_loss, f_stats = fake_step(m, draw_batch(), window, g)
-                fgn = clipped_step(opt_f, f_params, f_loss, cfg.grad_clip)
-                fake_losses.append(f_stats["fake_loss"])
-            with torch.autocast("cpu", dtype=torch.bfloat16):
-                loss, stats = generator_step(m, draw_batch(), window, g)
-            gn = clipped_step(opt_g, g_params, loss, cfg.grad_clip)
-            opt_f.zero_grad(set_to_none=True)  # gradients the generator's loss left on the fake score network
-            if not math.isfinite(gn):
-                continue
-            ema_model.update(student)
-            ema_proj.update(s_proj)
-            step += 1
-            last = {"step": step, "minutes": round((time.monotonic() - t_start) / 60, 3), **stats,
-                    "fake_loss": sum(fake_losses) / len(fake_losses), "grad_norm": gn, "fake_grad_norm": fgn}
-            log.row(last)
-            if step % cfg.checkpoint_every == 0:
-                log.flush()
-                save()
-    finally:
-        log.close()
-    save()
-    return last
+    objective = SiDObjective(cfg, out, t_info, mc, m, windows, window)
+    return fit_student(objective, state, progress, on_checkpoint, t_start)

@@ -10,29 +10,27 @@ prediction, and EMA weights for evaluation.
 
 from __future__ import annotations
 
-import csv
-import json
-import math
-import time
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
 import torch
-from safetensors.torch import save_file
 from torch.utils.data import DataLoader
-from tqdm import tqdm
 
+from streamavatar import constants as K
 from streamavatar.config import DEFAULT_PRESET, DEFAULT_VAE, PRESETS, ModelConfig, model_preset
-from streamavatar.diffusion.flow import shift_sigma
+from streamavatar.diffusion.flow import reference_input, shift_sigma
 from streamavatar.errors import UserInputError
+from streamavatar.models.avatar_model import DIT_PREFIX, PROJECTOR_PREFIX, AvatarModel
 from streamavatar.models.dit import AvatarDiT
 from streamavatar.models.widen import widen_model
-from streamavatar.training.state import EMA, clipped_step, load_checkpoint, rng_state, save_atomic, set_rng_state
+from streamavatar.training.trainer import CHECKPOINT, LOG, Objective, Trainer, finite, open_checkpoint, trainer_config
 
-CHECKPOINT = "checkpoint.pt"
+__all__ = ["CHECKPOINT", "CONFIG", "LOG", "WEIGHTS", "TeacherTrainConfig", "train_teacher"]
+
 WEIGHTS = "teacher.safetensors"
 CONFIG = "teacher.json"
-LOG = "train_log.csv"
+#: AdamW betas of the teacher and the ODE phase.
+ADAM_BETAS = (0.9, 0.99)
 
 
 @dataclass
@@ -61,12 +59,15 @@ class TeacherTrainConfig:
     train_shift: float = 1.0
     seed: int = 0
     vae: str = DEFAULT_VAE
-    audio_backend: str = "whisper-tiny"
+    audio_backend: str = K.DEFAULT_AUDIO_BACKEND
     feature_cache: str | None = None
     workers: int = 0
     split: str = "train"
     #: Start from the exported weights of an earlier run (a folder with teacher.safetensors), fresh optimiser.
     init_from: str | None = None
+    #: Where the loop runs and its mixed precision (``bf16`` | ``fp16`` | ``fp32``).
+    device: str = "cpu"
+    autocast: str = "bf16"
 
     def __post_init__(self) -> None:
         for name in ("drop_talk", "drop_listen", "drop_reference"):
@@ -91,7 +92,6 @@ def flow_matching_loss(model: AvatarDiT, projector, batch: dict, cfg: TeacherTra
     x = batch["latents"]
     b = x.shape[0]
     ref, x0 = x[:, :, :1], x[:, :, 1:]
-    f = x0.shape[2]
     sigma = shift_sigma(torch.rand(b, generator=generator), cfg.train_shift)
     s = sigma.view(b, 1, 1, 1, 1)
     noise = torch.randn(x0.shape, generator=generator)
@@ -105,8 +105,7 @@ def flow_matching_loss(model: AvatarDiT, projector, batch: dict, cfg: TeacherTra
     listen = batch["listen"] * k_listen.view(b, 1, 1, 1, 1)
     ref_in = ref * k_ref.view(b, 1, 1, 1, 1)
     talk_tokens, listen_tokens = projector(talk, listen)
-    seq = torch.cat([ref_in, xt], dim=2)
-    t = torch.cat([torch.zeros(b, 1), (sigma * 1000).view(b, 1).expand(b, f)], dim=1)
+    seq, t = reference_input(ref_in, xt, sigma)
     out = model(seq, t, talk_audio=talk_tokens, listen_audio=listen_tokens, reference=ref_in)[:, :, 1:]
     target = x0 if model.cfg.prediction == "x0" else noise - x0
     err = (out.float() - target).pow(2).mean(dim=1)  # [B, F, h, w]
@@ -119,11 +118,19 @@ def _collate(items: list[dict]) -> dict:
     return {k: torch.stack([it[k] for it in items]) for k in items[0]}
 
 
-def build_projector(model_cfg: ModelConfig, frontend):
-    from streamavatar.models.audio_projector import AudioProjectorConfig, TalkListenProjector
+def projector_config(model_cfg: ModelConfig, frontend):
+    """The talk/listen projector shape for ``model_cfg``'s DiT fed by ``frontend``'s windows."""
+    from streamavatar.models.audio_projector import AudioProjectorConfig
 
-    pc = AudioProjectorConfig.for_dit(model_cfg.dit, window=frontend.window_size, num_layers=frontend.num_layers,
-                                      feature_dim=frontend.feature_dim)
+    return AudioProjectorConfig.for_dit(model_cfg.dit, window=frontend.window_size, num_layers=frontend.num_layers,
+                                        feature_dim=frontend.feature_dim)
+
+
+def build_projector(model_cfg: ModelConfig, frontend):
+    """A fresh talk/listen projector for ``model_cfg`` and ``frontend`` (and its config)."""
+    from streamavatar.models.audio_projector import TalkListenProjector
+
+    pc = projector_config(model_cfg, frontend)
     return TalkListenProjector(pc), pc
 
 
@@ -148,103 +155,88 @@ def load_training_inputs(cfg: TeacherTrainConfig, split: str, progress: bool):
     return vae, frontend, windows
 
 
+class TeacherObjective(Objective):
+    """Flow matching of the bidirectional teacher (:func:`flow_matching_loss`) over shuffled corpus windows."""
+
+    columns = ["loss", "mse", "sigma", "lr", "grad_norm"]
+    desc = "teacher"
+
+    def __init__(self, cfg: TeacherTrainConfig, bundle: AvatarModel, windows, start_step: int) -> None:
+        super().__init__()
+        self.cfg = cfg
+        self.bundle = bundle
+        model, projector = bundle.dit, bundle.projector
+        self.modules = {"model": model, "projector": projector}
+        params = list(model.parameters()) + list(projector.parameters())
+        self.optimizers = {"optimizer": (adamw(params, cfg.lr, cfg.weight_decay), params)}
+        self.ema_modules = ["model", "projector"]
+        self.generator.manual_seed(cfg.seed)
+        loader_gen = torch.Generator().manual_seed(cfg.seed + start_step)
+        self.loader = DataLoader(windows, batch_size=cfg.batch, shuffle=True, drop_last=True, collate_fn=_collate,
+                                 generator=loader_gen, num_workers=cfg.workers)
+        self._batches = self._forever()
+
+    def _forever(self):
+        while True:
+            yield from self.loader
+
+    def train_step(self, trainer: Trainer) -> dict | None:
+        batch = next(self._batches)
+        with trainer.autocast():
+            loss, stats = flow_matching_loss(self.bundle.dit, self.bundle.projector, batch, self.cfg, self.generator)
+        gn = trainer.backward_step("optimizer", loss)
+        if not finite(gn):
+            return None
+        return {**stats, "lr": self.cfg.lr, "grad_norm": gn}
+
+    def export(self, trainer: Trainer) -> None:
+        """``teacher.safetensors`` (bf16 EMA) + ``teacher.json``."""
+        self.bundle.save_pretrained(trainer.out, state_dict=bundle_state(trainer))
+
+
+def bundle_state(trainer: Trainer) -> dict[str, torch.Tensor]:
+    """The EMA weights of a trainer's ``model`` and ``projector`` in weights-file keys."""
+    state = {f"{DIT_PREFIX}{k}": v for k, v in trainer.ema_state("model").items()}
+    state.update({f"{PROJECTOR_PREFIX}{k}": v for k, v in trainer.ema_state("projector").items()})
+    return state
+
+
+def adamw(params: list, lr: float, weight_decay: float) -> torch.optim.AdamW:
+    """The optimiser of the teacher and the ODE phase (betas from :data:`ADAM_BETAS`)."""
+    return torch.optim.AdamW(params, lr=lr, weight_decay=weight_decay, betas=ADAM_BETAS)
+
+
 def train_teacher(cfg: TeacherTrainConfig, resume: bool = False, progress: bool = True,
                   on_checkpoint=None) -> dict:
     """Train (or resume) a teacher run in ``cfg.out``; returns the last logged row."""
     out = Path(cfg.out)
-    ckpt_path = out / CHECKPOINT
-    state = None
-    if resume:
-        if not ckpt_path.is_file():
-            raise UserInputError(f"--resume: no checkpoint in {out}")
-        state = load_checkpoint(ckpt_path)
+    state = open_checkpoint(out, resume)
+    if state is not None:
         saved = TeacherTrainConfig(**state["config"])
         if saved.preset != cfg.preset:
             raise UserInputError(f"checkpoint in {out} is preset {saved.preset!r}, asked for {cfg.preset!r}")
         cfg = replace(saved, max_minutes=cfg.max_minutes, steps=cfg.steps, data=cfg.data, out=cfg.out)
-    elif ckpt_path.exists():
-        raise UserInputError(f"{out} already holds a run; pass --resume to continue it or choose another --out")
     out.mkdir(parents=True, exist_ok=True)
     torch.manual_seed(cfg.seed)
     _, frontend, windows = load_training_inputs(cfg, cfg.split, progress)
     mc = teacher_model_config(cfg)
-    model = AvatarDiT(mc.dit)
-    projector, pc = build_projector(mc, frontend)
-    params = list(model.parameters()) + list(projector.parameters())
-    opt = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay, betas=(0.9, 0.99))
-    ema_model, ema_proj = EMA(model, cfg.ema), EMA(projector, cfg.ema)
-    step = 0
-    g = torch.Generator().manual_seed(cfg.seed)
+    pc = projector_config(mc, frontend)
+    bundle = AvatarModel(mc, pc, {"train": asdict(cfg), "audio": frontend.describe()}, kind="teacher")
     if state is None and cfg.init_from:
-        from streamavatar.training.teacher_sample import load_teacher
-
-        init_model, init_proj, _ = load_teacher(cfg.init_from)
+        init = AvatarModel.from_pretrained(cfg.init_from)
+        init_model = init.dit
         if init_model.cfg.latent_channels < mc.dit.latent_channels:
             # e.g. a tiny (16-channel) run into tiny48: old channels copied, new ones start at zero
             init_model = widen_model(init_model, mc.dit.latent_channels)
         try:
-            model.load_state_dict(init_model.state_dict())
-            projector.load_state_dict(init_proj.state_dict())
+            bundle.dit.load_state_dict(init_model.state_dict())
+            bundle.projector.load_state_dict(init.projector.state_dict())
         except RuntimeError as exc:
             raise UserInputError(f"--init-from {cfg.init_from} does not match preset {cfg.preset!r}: "
                                  f"{str(exc).splitlines()[0]}") from None
-        ema_model, ema_proj = EMA(model, cfg.ema), EMA(projector, cfg.ema)
-    if state is not None:
-        model.load_state_dict(state["model"])
-        projector.load_state_dict(state["projector"])
-        opt.load_state_dict(state["optimizer"])
-        ema_model.shadow, ema_proj.shadow = state["ema_model"], state["ema_projector"]
-        step = state["step"]
-        set_rng_state(state["rng"])
-        g.set_state(state["generator"])
-    (out / CONFIG).write_text(json.dumps({"train": asdict(cfg), "model": mc.to_dict(), "projector": asdict(pc),
-                                          "audio": frontend.describe()}, indent=1, default=str))
-
-    def save() -> None:
-        save_atomic({"step": step, "model": model.state_dict(), "projector": projector.state_dict(),
-                     "optimizer": opt.state_dict(), "ema_model": ema_model.shadow, "ema_projector": ema_proj.shadow,
-                     "rng": rng_state(), "generator": g.get_state(), "config": asdict(cfg)}, ckpt_path)
-        weights = {f"dit.{k}": v.to(torch.bfloat16).contiguous() for k, v in ema_model.shadow.items()}
-        weights.update({f"projector.{k}": v.to(torch.bfloat16).contiguous() for k, v in ema_proj.shadow.items()})
-        tmp = out / (WEIGHTS + ".tmp")
-        save_file(weights, str(tmp))
-        tmp.replace(out / WEIGHTS)
-        if on_checkpoint is not None:
-            on_checkpoint(step, out)
-
-    loader_gen = torch.Generator().manual_seed(cfg.seed + step)
-    loader = DataLoader(windows, batch_size=cfg.batch, shuffle=True, drop_last=True, collate_fn=_collate,
-                        generator=loader_gen, num_workers=cfg.workers)
-    log_new = not (out / LOG).exists()
-    start, last = time.monotonic(), {}
-    bar = tqdm(total=cfg.steps, initial=step, desc="teacher", unit="step", disable=not progress)
-    with open(out / LOG, "a", newline="") as f:
-        writer = csv.writer(f)
-        if log_new:
-            writer.writerow(["step", "minutes", "loss", "mse", "sigma", "lr", "grad_norm"])
-        done = False
-        while not done:
-            for batch in loader:
-                model.train()
-                with torch.autocast("cpu", dtype=torch.bfloat16):
-                    loss, stats = flow_matching_loss(model, projector, batch, cfg, g)
-                gn = clipped_step(opt, params, loss, cfg.grad_clip)
-                if not math.isfinite(gn):
-                    continue
-                ema_model.update(model)
-                ema_proj.update(projector)
-                step += 1
-                minutes = (time.monotonic() - start) / 60
-                last = {"step": step, "minutes": round(minutes, 3), **stats, "lr": cfg.lr, "grad_norm": gn}
-                writer.writerow([last[k] for k in ("step", "minutes", "loss", "mse", "sigma", "lr", "grad_norm")])
-                bar.update(1)
-                bar.set_postfix(loss=f"{stats['loss']:.4f}")
-                if step % cfg.checkpoint_every == 0:
-                    f.flush()
-                    save()
-                if step >= cfg.steps or minutes >= cfg.max_minutes:
-                    done = True
-                    break
-    bar.close()
-    save()
-    return last
+    start_step = int(state["step"]) if state is not None else 0
+    objective = TeacherObjective(cfg, bundle, windows, start_step)
+    trainer = Trainer(trainer_config(cfg), objective, out, run_config=asdict(cfg), state=state, progress=progress,
+                      on_checkpoint=on_checkpoint)
+    bundle.save_config(out)
+    return trainer.fit()

@@ -88,7 +88,7 @@ def encode_clip(clip: Path, vae, frontend) -> dict[str, torch.Tensor]:
     n = 1 + (len(frames) - 1) // K.VAE_TEMPORAL_STRIDE * K.VAE_TEMPORAL_STRIDE
     frames = frames[:n]
     ann = np.load(clip / "annotations.npz")
-    video = torch.from_numpy(frames).permute(3, 0, 1, 2)[None].float() / 127.5 - 1
+    video = torch.from_numpy(frames).permute(3, 0, 1, 2)[None].float() / K.PIXEL_HALF_RANGE - 1
     latents = vae.encode(video.to(vae.dtype))[0]
     starts = list(range(0, n - 1, WINDOW_STRIDE))
     refs = torch.stack([vae.encode(video[:, :, s:s + 1].to(vae.dtype))[0] for s in starts])

@@ -65,8 +65,8 @@ def sync_gate(run: str | Path, data: str | Path, windows: int = 8, steps: int = 
                              talk_scale=talk_scale, generator=g, null_talk=null_t, null_listen=null_l)
         video = vae.decode(torch.cat([x[:, :, :1], gen], dim=2).to(vae.dtype)).float()[0]
         real = vae.decode(x.to(vae.dtype)).float()[0]
-        frames = ((video.permute(1, 2, 3, 0).clamp(-1, 1) + 1) * 127.5).round().byte().numpy()
-        real_u8 = ((real.permute(1, 2, 3, 0).clamp(-1, 1) + 1) * 127.5).round().byte().numpy()
+        frames = ((video.permute(1, 2, 3, 0).clamp(-1, 1) + 1) * K.PIXEL_HALF_RANGE).round().byte().numpy()
+        real_u8 = ((real.permute(1, 2, 3, 0).clamp(-1, 1) + 1) * K.PIXEL_HALF_RANGE).round().byte().numpy()
         pick = np.linspace(0, len(frames) - 1, 8).round().astype(int)
         rows.append(np.concatenate([np.concatenate(list(frames[pick]), axis=1),
                                     np.concatenate(list(real_u8[pick]), axis=1)], axis=0))

@@ -7,7 +7,6 @@ windows are expected: smooth endless streams are the student's job.
 
 from __future__ import annotations
 
-import json
 import math
 from pathlib import Path
 
@@ -15,31 +14,20 @@ import numpy as np
 import soundfile as sf
 import torch
 from PIL import Image
-from safetensors.torch import load_file
 
 from streamavatar import constants as K
-from streamavatar.config import ModelConfig
 from streamavatar.diffusion.teacher_sampler import sample_teacher
 from streamavatar.errors import UserInputError
-from streamavatar.models.dit import AvatarDiT
-from streamavatar.training.teacher import CONFIG, WEIGHTS
+from streamavatar.models.avatar_model import AvatarModel, find_model_files
 
 
 def load_teacher(run: str | Path, dtype: torch.dtype = torch.float32):
     """(model, projector, run config dict) of a teacher run folder (its exported EMA weights)."""
-    from streamavatar.models.audio_projector import AudioProjectorConfig, TalkListenProjector
-
-    run = Path(run)
-    if not (run / CONFIG).is_file() or not (run / WEIGHTS).is_file():
-        raise UserInputError(f"{run} is not a teacher run (expected {CONFIG} and {WEIGHTS})")
-    info = json.loads((run / CONFIG).read_text())
-    mc = ModelConfig.from_dict(info["model"])
-    model = AvatarDiT(mc.dit)
-    projector = TalkListenProjector(AudioProjectorConfig(**info["projector"]))
-    weights = load_file(str(run / WEIGHTS))
-    model.load_state_dict({k[4:]: v.float() for k, v in weights.items() if k.startswith("dit.")})
-    projector.load_state_dict({k[10:]: v.float() for k, v in weights.items() if k.startswith("projector.")})
-    return model.to(dtype).eval(), projector.to(dtype).eval(), info
+    files = find_model_files(run)
+    if files.kind != "teacher":
+        raise UserInputError(f"{run} is not a teacher run (expected teacher.json and teacher.safetensors)")
+    bundle = AvatarModel.from_files(files, dtype)
+    return bundle.dit, bundle.projector, bundle.to_info()
 
 
 def read_reference_image(path: str | Path, size: int) -> torch.Tensor:
@@ -56,7 +44,7 @@ def read_reference_image(path: str | Path, size: int) -> torch.Tensor:
     s = min(img.size)
     left, top = (img.width - s) // 2, (img.height - s) // 2
     img = img.crop((left, top, left + s, top + s)).resize((size, size), Image.LANCZOS)
-    arr = torch.from_numpy(np.asarray(img, dtype=np.float32) / 127.5 - 1)
+    arr = torch.from_numpy(np.asarray(img, dtype=np.float32) / K.PIXEL_HALF_RANGE - 1)
     return arr.permute(2, 0, 1)[None, :, None]
 
 
@@ -105,7 +93,7 @@ def sample_teacher_video(run: str | Path, image: str | Path, talk_audio: str | P
                                     talk_scale=talk_scale, listen_scale=listen_scale, generator=g,
                                     null_talk=null_t, null_listen=null_l))
     video = vae.decode(torch.cat(parts, dim=2).to(vae.dtype)).float()
-    frames = ((video[0].permute(1, 2, 3, 0).clamp(-1, 1) + 1) * 127.5).round().byte().numpy()
+    frames = ((video[0].permute(1, 2, 3, 0).clamp(-1, 1) + 1) * K.PIXEL_HALF_RANGE).round().byte().numpy()
     n = min(len(frames), 1 + round(seconds * K.VIDEO_FPS))
     audio16 = frontend_resample(talk, sr)[: n * 640]
     out = Path(out)

@@ -12,14 +12,12 @@ from __future__ import annotations
 
 import csv
 import math
-import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import numpy as np
 import torch
 import torch.nn.functional as F
-from tqdm import tqdm
 
 from streamavatar import constants as K
 from streamavatar.config import DEFAULT_VAE
@@ -28,11 +26,13 @@ from streamavatar.eval.image_metrics import psnr, ssim_map
 from streamavatar.eval.vae_eval import evaluate_clips
 from streamavatar.models.patch_discriminator import PatchDiscriminator
 from streamavatar.models.tiny_vae import patch_pca_
-from streamavatar.models.vae import VAE_PRESETS, VideoVAE, vae_preset
-from streamavatar.training.state import save_atomic
+from streamavatar.models.vae import VideoVAE, trainable_preset, vae_preset
+from streamavatar.training.trainer import CHECKPOINT, Objective, Trainer, TrainerConfig, autocast, open_checkpoint
 from streamavatar.training.vae_data import ClipBank, read_video_frames, split_videos
 
-CHECKPOINT = "checkpoint.pt"
+#: AdamW betas of the VAE and of its patch discriminator.
+VAE_BETAS = (0.9, 0.99)
+DISC_BETAS = (0.5, 0.9)
 
 
 @dataclass
@@ -74,7 +74,7 @@ class VAETrainConfig:
     mouth_fraction: float = 0.0
 
     def validate(self) -> None:
-        if self.preset not in VAE_PRESETS or VAE_PRESETS[self.preset].family != "tiny":
+        if not trainable_preset(self.preset):
             raise UserInputError(f"only the tiny VAE is trained here; Wan VAEs load from checkpoints "
                                  f"(got --preset {self.preset})")
         if self.frames < 5 or (self.frames - 1) % K.VAE_TEMPORAL_STRIDE:
@@ -83,8 +83,10 @@ class VAETrainConfig:
             v = getattr(self, name)
             if not (isinstance(v, (int, float)) and math.isfinite(v) and v > 0):
                 raise UserInputError(f"--{name.replace('_', '-')} must be a positive number, got {v}")
-        if self.crop < 0 or self.crop % 8:
-            raise UserInputError(f"--crop must be 0 (full frames) or a multiple of 8, got {self.crop}")
+        stride = vae_preset(self.preset).spatial_stride
+        if self.crop < 0 or self.crop % stride:
+            raise UserInputError(f"--crop must be 0 (full frames) or a multiple of {stride} (the {self.preset} "
+                                 f"stride), got {self.crop}")
         if self.max_steps < 0 or self.eval_clips < 1:
             raise UserInputError("--max-steps must be >= 0 and --eval-clips >= 1")
         if self.decoder_only and self.init_from is None:
@@ -135,127 +137,80 @@ def _lr_factor(step: int, elapsed: float, budget: float, warmup: int) -> float:
 
 
 @torch.no_grad()
-def latent_statistics(vae: VideoVAE, bank: ClipBank, frames: int, n: int, seed: int) -> tuple:
-    """Per-channel mean and std of raw latents (posterior means) over ``n`` random windows."""
+def latent_statistics(vae: VideoVAE, bank: ClipBank, frames: int, n: int, seed: int, device: str = "cpu",
+                      dtype: str = "bf16") -> tuple:
+    """Per-channel mean and std of raw latents (posterior means) over ``n`` random windows (autocast ``dtype``
+    on ``device``)."""
     rng = np.random.default_rng(seed)
     mus = []
     for _ in range(n):
-        with torch.autocast("cpu", torch.bfloat16):
+        with autocast(device, dtype):
             mu, _ = vae.encode_moments(bank.sample(1, frames, rng, flip=False))
         mus.append(mu.float().transpose(0, 1).flatten(1))
     m = torch.cat(mus, dim=1)
     return m.mean(1), m.std(1).clamp_min(1e-3)
 
 
-class _Logs:
-    def __init__(self, out: Path) -> None:
-        self.train = out / "train.csv"
-        self.eval = out / "eval.csv"
-
-    def write(self, path: Path, row: dict) -> None:
-        new = not path.exists()
-        with path.open("a", newline="") as f:
-            w = csv.DictWriter(f, fieldnames=list(row))
-            if new:
-                w.writeheader()
-            w.writerow(row)
+def _write_row(path: Path, row: dict) -> None:
+    """Append ``row`` to a CSV file (header on creation)."""
+    new = not path.exists()
+    with path.open("a", newline="") as f:
+        w = csv.DictWriter(f, fieldnames=list(row))
+        if new:
+            w.writeheader()
+        w.writerow(row)
 
 
-def train_vae(cfg: VAETrainConfig, resume: bool = False, progress: bool = True) -> dict:
-    """Train (or continue) a tiny VAE run; returns the final evaluation and paths."""
-    cfg.validate()
-    out = Path(cfg.out)
-    ckpt_path = out / CHECKPOINT
-    if resume and not ckpt_path.is_file():
-        raise UserInputError(f"--resume: no {CHECKPOINT} in {out}")
-    if not resume and ckpt_path.exists():
-        raise UserInputError(f"{out} already holds a run; pass --resume to continue it or choose another --out")
-    out.mkdir(parents=True, exist_ok=True)
+class VAEReconstruction(Objective):
+    """Reconstruction (+ KL, mouth L1, optional hinge GAN) of the tiny causal VAE on random corpus windows."""
 
-    state = None
-    if resume:
-        state = torch.load(ckpt_path, map_location="cpu", weights_only=False)
-        if state.get("vae_config", {}).get("name") != cfg.preset:
-            raise UserInputError(f"{ckpt_path} is a {state.get('vae_config', {}).get('name')!r} run, "
-                                 f"not {cfg.preset!r}")
-    torch.manual_seed(cfg.seed)
-    vae = VideoVAE(vae_preset(cfg.preset)).train()
-    fixed_stats = None
-    if cfg.init_from is not None:
-        from streamavatar.models.vae import load_vae
+    columns = ["lr", "loss", "l1", "grad", "ssim_loss", "kl", "batch_psnr_db", "mouth_l1"]
+    desc = "train vae"
+    clock_column = "train_minutes"
+    #: A run without a discriminator checkpointed ``disc: None``; turning the GAN on later starts one fresh.
+    optional_state = frozenset({"disc", "disc_opt"})
 
-        init = load_vae(cfg.init_from, dtype=torch.float32)
-        if init.config.name != cfg.preset:
-            raise UserInputError(f"--init-from {cfg.init_from} is a {init.config.name!r} VAE, not {cfg.preset!r}")
-        vae.net.load_state_dict(init.net.state_dict())
-        if cfg.decoder_only:  # the latent space does not move, so neither do its statistics
-            fixed_stats = (init.latents_mean.flatten().clone(), init.latents_std.flatten().clone())
-    trained = vae.net.decoder if cfg.decoder_only else vae.net
-    if cfg.decoder_only:
-        vae.net.encoder.requires_grad_(False)
-    opt = torch.optim.AdamW(trained.parameters(), lr=cfg.lr, betas=(0.9, 0.99), weight_decay=1e-4)
-    disc = PatchDiscriminator() if cfg.gan_weight > 0 else None
-    disc_opt = torch.optim.AdamW(disc.parameters(), lr=cfg.lr / 2, betas=(0.5, 0.9)) if disc else None
-    rng = np.random.default_rng(cfg.seed)
-    step, elapsed = 0, 0.0
-    last_eval = None
-    if state is not None:
-        vae.net.load_state_dict(state["model"])
-        opt.load_state_dict(state["opt"])
-        if disc is not None and state.get("disc") is not None:
-            disc.load_state_dict(state["disc"])
-            disc_opt.load_state_dict(state["disc_opt"])
-        step, elapsed = state["step"], state["elapsed_s"]
-        rng.bit_generator.state = state["np_rng"]
-        torch.set_rng_state(state["torch_rng"])
-        last_eval = state.get("last_eval")
+    def __init__(self, cfg: VAETrainConfig, vae: VideoVAE, bank: ClipBank, eval_clips: list, out: Path) -> None:
+        super().__init__()
+        self.cfg, self.vae, self.bank, self.eval_clips, self.out = cfg, vae, bank, eval_clips, out
+        self.trained = vae.net.decoder if cfg.decoder_only else vae.net
+        if cfg.decoder_only:
+            vae.net.encoder.requires_grad_(False)
+        self.modules = {"model": vae.net}
+        params = list(self.trained.parameters())
+        self.optimizers = {"opt": (torch.optim.AdamW(params, lr=cfg.lr, betas=VAE_BETAS, weight_decay=1e-4),
+                                   params)}
+        self.disc = PatchDiscriminator() if cfg.gan_weight > 0 else None
+        if self.disc is not None:
+            self.modules["disc"] = self.disc
+            d_params = list(self.disc.parameters())
+            self.optimizers["disc_opt"] = (torch.optim.AdamW(d_params, lr=cfg.lr / 2, betas=DISC_BETAS), d_params)
+        self.rng = np.random.default_rng(cfg.seed)
+        self.last_eval: dict | None = None
+        self._last_eval_s = 0.0
 
-    train_bank = ClipBank(split_videos(cfg.data, "train"), max_bytes=cfg.max_bytes, seed=cfg.seed,
-                          progress=progress)
-    h, w = train_bank.frame_shape[:2]
-    vae.check_video(torch.zeros(1, 3, cfg.frames, h, w))
-    try:
-        eval_videos = split_videos(cfg.data, "val")
-    except UserInputError:
-        eval_videos = train_bank.paths
-    eval_clips = [read_video_frames(p, cfg.eval_frames) for p in eval_videos[:cfg.eval_clips]]
-    logs = _Logs(out)
-    budget = cfg.minutes * 60.0
-    if cfg.mouth_weight > 0 and not train_bank.has_mouths:
-        raise UserInputError("--mouth-weight needs corpus clips with annotations.npz beside each video.mp4")
-    if state is None and cfg.init_from is None:
-        pca_rng = np.random.default_rng(cfg.seed + 2)
-        pca_psnr = patch_pca_(vae.net, train_bank.sample(32, cfg.frames, pca_rng, flip=False))
-        logs.write(out / "init.csv", {"patch_pca_psnr_db": round(pca_psnr, 3)})
+    # --- checkpoint entries beyond the trainer's (the names wave 1's VAE runs used) -------------------------
+    def state_dict(self) -> dict:
+        return {"np_rng": self.rng.bit_generator.state, "vae_config": self.vae.config.to_dict(),
+                "last_eval": self.last_eval}
 
-    def save() -> None:
-        save_atomic({"model": vae.net.state_dict(), "opt": opt.state_dict(),
-                      "disc": disc.state_dict() if disc else None, "disc_opt": disc_opt.state_dict() if disc else None,
-                      "step": step, "elapsed_s": elapsed, "np_rng": rng.bit_generator.state,
-                      "torch_rng": torch.get_rng_state(), "config": asdict(cfg),
-                      "vae_config": vae.config.to_dict(), "last_eval": last_eval}, ckpt_path)
+    def load_state_dict(self, state: dict) -> None:
+        self.rng.bit_generator.state = state["np_rng"]
+        if "rng" not in state:  # written before the Trainer: only torch's global generator was saved
+            torch.set_rng_state(state["torch_rng"])
+        self.last_eval = state.get("last_eval")
+        self._last_eval_s = float(state.get("elapsed_s", 0.0))
 
-    def evaluate() -> dict:
-        vae.eval()
-        with torch.autocast("cpu", torch.bfloat16):
-            r = evaluate_clips(vae, eval_clips)
-        vae.train()
-        row = {"step": step, "train_minutes": round(elapsed / 60, 3), "val_psnr_db": round(r["psnr_db"], 3),
-               "val_ssim": round(r["ssim"], 4)}
-        logs.write(logs.eval, row)
-        return row
-
-    bar = tqdm(total=int(budget), initial=int(min(elapsed, budget)), unit="s", desc="train vae",
-               disable=not progress, mininterval=2.0)
-    last_ckpt = last_eval_t = elapsed
-    t_prev = time.perf_counter()
-    while elapsed < budget and (cfg.max_steps == 0 or step < cfg.max_steps):
-        lr = cfg.lr * _lr_factor(step, elapsed, budget, cfg.warmup_steps)
+    def train_step(self, trainer: Trainer) -> dict:
+        cfg, vae = self.cfg, self.vae
+        lr = cfg.lr * _lr_factor(trainer.step, trainer.seconds, cfg.minutes * 60.0, cfg.warmup_steps)
+        opt = self.optimizers["opt"][0]
         for g in opt.param_groups:
             g["lr"] = lr
-        x, mouths = train_bank.sample(cfg.batch, cfg.frames, rng, crop=cfg.crop or None,
-                                      mouth_fraction=cfg.mouth_fraction, with_mouths=True)
-        with torch.autocast("cpu", torch.bfloat16):
+        x, mouths = self.bank.sample(cfg.batch, cfg.frames, self.rng, crop=cfg.crop or None,
+                                     crop_step=vae.config.spatial_stride,
+                                     mouth_fraction=cfg.mouth_fraction, with_mouths=True)
+        with trainer.autocast():
             with torch.set_grad_enabled(not cfg.decoder_only):
                 mu, logvar = vae.encode_moments(x)
             z = mu + torch.exp(0.5 * logvar.float().clamp(-30, 20)) * torch.randn(mu.shape)
@@ -268,46 +223,90 @@ def train_vae(cfg: VAETrainConfig, resume: bool = False, progress: bool = True) 
         if cfg.mouth_weight > 0:
             parts["mouth"] = mouth_l1(recon, x, mouth_weight_map(mouths, x.shape[-2], x.shape[-1], cfg.mouth_radius))
             loss = loss + cfg.mouth_weight * parts["mouth"]
-        use_gan = disc is not None and step >= cfg.gan_start
+        use_gan = self.disc is not None and trainer.step >= cfg.gan_start
         if use_gan:
-            with torch.autocast("cpu", torch.bfloat16):
-                loss = loss - cfg.gan_weight * disc(recon.float()).float().mean()
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(trained.parameters(), 1.0)
-        opt.step()
+            with trainer.autocast():
+                loss = loss - cfg.gan_weight * self.disc(recon.float()).float().mean()
+        trainer.backward_step("opt", loss)
         if use_gan:
-            with torch.autocast("cpu", torch.bfloat16):
-                d_loss = (F.relu(1 - disc(x)).float().mean() + F.relu(1 + disc(recon.detach().float())).float().mean())
-            disc_opt.zero_grad(set_to_none=True)
-            d_loss.backward()
-            disc_opt.step()
-        step += 1
-        now = time.perf_counter()
-        elapsed += now - t_prev
-        t_prev = now
-        bar.n = int(min(elapsed, budget))
-        if step % cfg.log_every == 0 or step == 1:
-            batch_psnr = float(psnr(recon.detach(), x).mean())
-            logged = {k: round(float(v.detach()), 5) for k, v in parts.items()}
-            logs.write(logs.train, {"step": step, "train_minutes": round(elapsed / 60, 3), "lr": f"{lr:.3g}",
-                                    "loss": round(float(loss.detach()), 5), "l1": logged["l1"],
-                                    "grad": logged["grad"], "ssim_loss": logged["ssim"],
-                                    "kl": round(float(kl.detach()), 4), "batch_psnr_db": round(batch_psnr, 3),
-                                    "mouth_l1": logged.get("mouth", 0.0)})
-            bar.set_postfix(step=step, loss=f"{float(loss.detach()):.4f}", psnr=f"{batch_psnr:.2f}")
-        if elapsed - last_eval_t >= cfg.eval_minutes * 60:
-            last_eval = evaluate()
-            last_eval_t = elapsed
-            t_prev = time.perf_counter()  # evaluation time is not training time
-        if elapsed - last_ckpt >= cfg.ckpt_minutes * 60:
-            save()
-            last_ckpt = elapsed
-            t_prev = time.perf_counter()
-        bar.refresh()
-    bar.close()
-    last_eval = evaluate()
-    save()
+            with trainer.autocast():
+                d_loss = (F.relu(1 - self.disc(x)).float().mean()
+                          + F.relu(1 + self.disc(recon.detach().float())).float().mean())
+            trainer.backward_step("disc_opt", d_loss, clip=False)
+        if not trainer.logs_step(trainer.step + 1):
+            return {}
+        logged = {k: round(float(v.detach()), 5) for k, v in parts.items()}
+        return {"lr": f"{lr:.3g}", "loss": round(float(loss.detach()), 5), "l1": logged["l1"],
+                "grad": logged["grad"], "ssim_loss": logged["ssim"], "kl": round(float(kl.detach()), 4),
+                "batch_psnr_db": round(float(psnr(recon.detach(), x).mean()), 3),
+                "mouth_l1": logged.get("mouth", 0.0)}
+
+    def evaluate(self, trainer: Trainer) -> dict:
+        """PSNR/SSIM on the held-out clips, appended to ``eval.csv`` (not counted as training time)."""
+        with trainer.paused():
+            self.vae.eval()
+            with trainer.autocast():
+                r = evaluate_clips(self.vae, self.eval_clips)
+            self.vae.train()
+            row = {"step": trainer.step, "train_minutes": round(trainer.minutes, 3),
+                   "val_psnr_db": round(r["psnr_db"], 3), "val_ssim": round(r["ssim"], 4)}
+            _write_row(self.out / "eval.csv", row)
+        self.last_eval = row
+        return row
+
+    def finish(self, trainer: Trainer) -> None:
+        self.evaluate(trainer)  # the final checkpoint carries the last evaluation
+
+    def after_step(self, trainer: Trainer) -> None:
+        if trainer.seconds - self._last_eval_s >= self.cfg.eval_minutes * 60:
+            self.evaluate(trainer)
+            self._last_eval_s = trainer.seconds
+
+
+def train_vae(cfg: VAETrainConfig, resume: bool = False, progress: bool = True) -> dict:
+    """Train (or continue) a tiny VAE run; returns the final evaluation and paths."""
+    cfg.validate()
+    out = Path(cfg.out)
+    ckpt_path = out / CHECKPOINT
+    if resume and not ckpt_path.is_file():
+        raise UserInputError(f"--resume: no {CHECKPOINT} in {out}")
+    state = open_checkpoint(out, resume)
+    out.mkdir(parents=True, exist_ok=True)
+    if state is not None and state.get("vae_config", {}).get("name") != cfg.preset:
+        raise UserInputError(f"{ckpt_path} is a {state.get('vae_config', {}).get('name')!r} run, "
+                             f"not {cfg.preset!r}")
+    torch.manual_seed(cfg.seed)
+    vae = VideoVAE(vae_preset(cfg.preset)).train()
+    fixed_stats = None
+    if cfg.init_from is not None:
+        from streamavatar.models.vae import load_vae
+
+        init = load_vae(cfg.init_from, dtype=torch.float32)
+        if init.config.name != cfg.preset:
+            raise UserInputError(f"--init-from {cfg.init_from} is a {init.config.name!r} VAE, not {cfg.preset!r}")
+        vae.net.load_state_dict(init.net.state_dict())
+        if cfg.decoder_only:  # the latent space does not move, so neither do its statistics
+            fixed_stats = (init.latents_mean.flatten().clone(), init.latents_std.flatten().clone())
+    train_bank = ClipBank(split_videos(cfg.data, "train"), max_bytes=cfg.max_bytes, seed=cfg.seed,
+                          progress=progress)
+    h, w = train_bank.frame_shape[:2]
+    vae.check_video(torch.zeros(1, 3, cfg.frames, h, w))
+    try:
+        eval_videos = split_videos(cfg.data, "val")
+    except UserInputError:
+        eval_videos = train_bank.paths
+    eval_clips = [read_video_frames(p, cfg.eval_frames) for p in eval_videos[:cfg.eval_clips]]
+    if cfg.mouth_weight > 0 and not train_bank.has_mouths:
+        raise UserInputError("--mouth-weight needs corpus clips with annotations.npz beside each video.mp4")
+    objective = VAEReconstruction(cfg, vae, train_bank, eval_clips, out)
+    tcfg = TrainerConfig(steps=cfg.max_steps or None, max_minutes=cfg.minutes, checkpoint_minutes=cfg.ckpt_minutes,
+                         grad_clip=1.0, log_every=cfg.log_every, log_name="train.csv", clock_spans_resumes=True)
+    trainer = Trainer(tcfg, objective, out, run_config=asdict(cfg), state=state, progress=progress)
+    if state is None and cfg.init_from is None:
+        pca_rng = np.random.default_rng(cfg.seed + 2)
+        pca_psnr = patch_pca_(vae.net, train_bank.sample(32, cfg.frames, pca_rng, flip=False))
+        _write_row(out / "init.csv", {"patch_pca_psnr_db": round(pca_psnr, 3)})
+    trainer.fit()
 
     vae.eval()
     if fixed_stats is not None:
@@ -317,5 +316,5 @@ def train_vae(cfg: VAETrainConfig, resume: bool = False, progress: bool = True) 
     vae.set_latent_stats(mean, std)
     export = out / "vae"
     vae.save_pretrained(export, dtype=torch.bfloat16)
-    return {"steps": step, "train_minutes": elapsed / 60, "val": last_eval, "export": str(export),
-            "checkpoint": str(ckpt_path)}
+    return {"steps": trainer.step, "train_minutes": trainer.minutes, "val": objective.last_eval,
+            "export": str(export), "checkpoint": str(ckpt_path)}

@@ -13,44 +13,11 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
+from streamavatar import constants as K
+from streamavatar.data.video_io import read_video_frames, split_videos
 from streamavatar.errors import UserInputError
 
-
-def read_video_frames(path: str | Path, max_frames: int | None = None) -> np.ndarray:
-    """Decode an mp4 into uint8 RGB frames ``[T, H, W, 3]``."""
-    import av
-
-    frames = []
-    with av.open(str(path)) as container:
-        stream = container.streams.video[0]
-        for frame in container.decode(stream):
-            frames.append(frame.to_ndarray(format="rgb24"))
-            if max_frames is not None and len(frames) >= max_frames:
-                break
-    if not frames:
-        raise UserInputError(f"{path} has no video frames")
-    return np.stack(frames)
-
-
-def split_videos(data: str | Path, split: str) -> list[Path]:
-    """The ``video.mp4`` paths of one split of a corpus directory (or every ``.mp4`` of a plain directory)."""
-    data = Path(data)
-    if not data.is_dir():
-        raise UserInputError(f"--data must be a directory of clips, got {data}")
-    listing = data / f"{split}.txt"
-    if listing.is_file():
-        paths = []
-        for line in listing.read_text().splitlines():
-            line = line.strip()
-            if not line:
-                continue
-            p = data / line
-            paths.append(p if p.suffix == ".mp4" else p / "video.mp4")
-    else:
-        paths = sorted(data.rglob("*.mp4"))
-    if not paths:
-        raise UserInputError(f"no videos found for split {split!r} in {data} (expected {split}.txt or *.mp4 files)")
-    return paths
+__all__ = ["ClipBank", "read_video_frames", "split_videos"]
 
 
 class ClipBank:
@@ -120,7 +87,7 @@ class ClipBank:
                 m[:, 0] = w.shape[2] - 1 - m[:, 0]
             out.append(np.ascontiguousarray(w))
             mouths.append(m)
-        x = torch.from_numpy(np.stack(out)).permute(0, 4, 1, 2, 3).float() / 127.5 - 1.0
+        x = torch.from_numpy(np.stack(out)).permute(0, 4, 1, 2, 3).float() / K.PIXEL_HALF_RANGE - 1.0
         if with_mouths:
             return x, torch.from_numpy(np.stack(mouths)).float()
         return x

@@ -1,4 +1,5 @@
-"""Streaming (arbitrary pushes) equals the offline computation on the same context; look-ahead; bad input."""
+"""The one streaming path (arbitrary pushes, one chunk per step) equals the offline computation on the same
+context; look-ahead; bad input."""
 
 from __future__ import annotations
 
@@ -9,8 +10,9 @@ import torch
 from streamavatar.audio.bench import synthetic_voice
 from streamavatar.audio.config import AudioConfig
 from streamavatar.audio.frontend import AudioFrontend
-from streamavatar.audio.streaming import StreamingAudioEncoder, TalkListenAudio
-from streamavatar.audio.windows import FrameWindows
+from streamavatar.audio.io import load_pcm
+from streamavatar.audio.streaming import ChunkAudioEncoder
+from streamavatar.audio.windows import SAMPLES_PER_VIDEO_FRAME, FrameWindows
 from streamavatar.errors import UserInputError
 
 
@@ -22,21 +24,27 @@ def voice_like(seconds: float, sample_rate: int = 16000, silence=()) -> np.ndarr
 
 
 def stream_all(fe: AudioFrontend, x: np.ndarray, rate: int, seed: int = 0, max_push: int = 4000):
-    """Push ``x`` in random pieces; returns (chunks popped before flush, all chunks)."""
+    """Push ``x`` as agent audio in random pieces, stepping whenever a chunk and its look-ahead are queued, then
+    step until the queue is empty; returns (chunks stepped before the last push, all talk windows)."""
     rng = np.random.default_rng(seed)
-    s = StreamingAudioEncoder(fe)
+    enc = ChunkAudioEncoder(fe, listen_backlog_s=None)
     parts, i = [], 0
     while i < len(x):
         n = int(rng.integers(1, max_push))
-        s.push(x[i: i + n], rate)
+        enc.talk.push(x[i: i + n], rate)
         i += n
-        while (w := s.pop()) is not None:
-            parts.append(w)
+        while enc.talk.ready():
+            parts.append(enc.next_chunk().talk)
     before = len(parts)
-    s.flush()
-    while (w := s.pop()) is not None:
-        parts.append(w)
+    while len(enc.talk.queue):
+        parts.append(enc.next_chunk().talk)
     return before, FrameWindows.concat(parts)
+
+
+def offline_session_windows(fe: AudioFrontend, pcm: np.ndarray, rate: int) -> FrameWindows:
+    """The offline windows of audio pushed into a session: video frame 0 (the reference) is silence."""
+    wave = load_pcm(pcm, rate, fe.config.nonfinite)
+    return fe.encode(np.concatenate([np.zeros(SAMPLES_PER_VIDEO_FRAME, np.float32), wave]), 16000)
 
 
 def make_frontend(backend: str, whisper_cache=None, w2v2=None, **kw) -> AudioFrontend:
@@ -51,66 +59,60 @@ def test_streaming_equals_offline(backend, request):
     rate = 44100
     mono = voice_like(1.9, rate, silence=[(0.0, 0.3), (1.0, 1.3)])
     stereo = (np.stack([mono, 0.5 * mono], axis=1) * 32767).astype(np.int16)
-    offline = fe.encode(stereo, rate)
+    offline = offline_session_windows(fe, stereo, rate)
     before, streamed = stream_all(fe, stereo, rate)
     assert before >= 3  # most chunks came out before the end of the stream
-    streamed = streamed.truncate(offline.num_latent_frames)
+    n = min(streamed.num_latent_frames, offline.num_latent_frames)
+    streamed, offline = streamed.truncate(n), offline.truncate(n)
     assert streamed.windows.shape == offline.windows.shape
     torch.testing.assert_close(streamed.windows, offline.windows, rtol=1e-4, atol=1e-4)
     assert torch.equal(streamed.slot_mask, offline.slot_mask) and torch.equal(streamed.video_mask, offline.video_mask)
     assert offline.video_mask.min() == 0 and offline.video_mask.max() == 1  # the VAD found both states
 
 
-def test_lookahead_is_80ms_and_chunk_appears_exactly_then():
+def test_lookahead_is_80ms_and_a_chunk_is_ready_exactly_then():
     fe = make_frontend("mel")
-    s = StreamingAudioEncoder(fe)
-    end = fe.geometry.window_end(0)  # 0.52 s of chunk audio (frames 0..12) + 80 ms
-    assert end == 9600
+    enc = ChunkAudioEncoder(fe)
+    need = fe.geometry.chunk_samples + fe.geometry.lookahead  # one chunk (0.48 s) + 80 ms
+    assert enc.talk.lookahead_samples == 1280 and need == 8960
     x = voice_like(1.0)
-    s.push(x[: end - 1], 16000)
-    assert s.ready() == 0 and s.pop() is None
-    s.push(x[end - 1: end], 16000)
-    assert s.ready() == 1
-    assert s.lookahead_s == pytest.approx(0.080)
-    w = s.pop()
+    enc.talk.push(x[: need - 1], 16000)
+    assert not enc.talk.ready()
+    enc.talk.push(x[need - 1: need], 16000)
+    assert enc.talk.ready() and not enc.ready()  # the user's voice has nothing queued
+    w = enc.next_chunk().talk
     assert w.first_latent_frame == 1 and w.num_latent_frames == 3
-
-
-def test_lookahead_includes_resampler_delay():
-    s = StreamingAudioEncoder(make_frontend("mel"))
-    s.push(np.zeros(441, dtype=np.float32), 44100)
-    assert 0.080 < s.lookahead_s < 0.0825
 
 
 def test_causal_preset_has_no_lookahead():
     fe = make_frontend("mel", window_radius=0, lookahead_ms=0.0)
-    s = StreamingAudioEncoder(fe)
-    s.push(voice_like(0.52), 16000)  # exactly frames 0..12
-    assert s.ready() == 1 and s.pop().windows.shape == (3, 4, 1, 80)
+    enc = ChunkAudioEncoder(fe)
+    enc.talk.push(voice_like(0.48), 16000)  # exactly frames 1..12
+    assert enc.talk.lookahead_samples == 0 and enc.talk.ready()
+    assert enc.next_chunk().talk.windows.shape == (3, 4, 1, 80)
 
 
 def test_memory_stays_bounded():
     fe = make_frontend("mel", context_s=1.0)
-    s = StreamingAudioEncoder(fe)
+    enc = ChunkAudioEncoder(fe)
     x = voice_like(1.0)
     for _ in range(12):
-        s.push(x, 16000)
-        while s.pop() is not None:
-            pass
-    assert len(s._buffer) <= fe.geometry.context + fe.geometry.chunk_samples + 16000
-    assert len(s._mask) <= 2 * fe.geometry.frames_per_chunk + 25
+        enc.talk.push(x, 16000)
+        while enc.talk.ready():
+            enc.next_chunk()
+    g = fe.geometry
+    assert enc.talk._tail.size <= g.context and len(enc.talk.queue) < g.chunk_samples + g.lookahead
+    assert enc.talk._mask.size <= max(g.radius, 1)
 
 
-def test_talk_listen_streams():
+def test_talk_and_listen_streams():
     fe = make_frontend("mel")
-    tl = TalkListenAudio(fe)
-    tl.push_talk(voice_like(1.2), 16000)
-    assert tl.pop() is None  # no user audio yet
-    tl.push_listen_silence(1.2)
-    talk, listen = tl.pop()
-    assert talk.first_latent_frame == listen.first_latent_frame == 1
-    assert talk.video_mask.sum() > 0
-    assert listen.video_mask.sum() == 0 and listen.windows.abs().max() == 0  # silent user → masked out
+    enc = ChunkAudioEncoder(fe)
+    enc.talk.push(voice_like(1.2), 16000)
+    ca = enc.next_chunk()  # the user is silent: nothing queued reads as silence
+    assert ca.talk.first_latent_frame == ca.listen.first_latent_frame == 1
+    assert ca.talk.video_mask.sum() > 0 and ca.talk_samples == fe.geometry.chunk_samples
+    assert ca.listen.video_mask.sum() == 0 and ca.listen.windows.abs().max() == 0  # silent user → masked out
 
 
 @pytest.mark.parametrize("bad,rate,match", [
@@ -121,27 +123,26 @@ def test_talk_listen_streams():
     (np.full(100, 1000.0, dtype=np.float32), 16000, "int16"),
 ])
 def test_bad_pushes(bad, rate, match):
-    s = StreamingAudioEncoder(make_frontend("mel"))
+    enc = ChunkAudioEncoder(make_frontend("mel"))
     with pytest.raises(UserInputError, match=match):
-        s.push(bad, rate)
+        enc.talk.push(bad, rate)
 
 
 def test_nan_policy_zero_streams_silence():
-    fe = make_frontend("mel", nonfinite="zero")
-    s = StreamingAudioEncoder(fe)
-    s.push(np.full(16000, np.nan, dtype=np.float32), 16000)
-    w = s.pop()
+    fe = make_frontend("mel")
+    enc = ChunkAudioEncoder(fe)
+    enc.talk.push(np.full(16000, np.nan, dtype=np.float32), 16000, "zero")
+    w = enc.next_chunk().talk
     ref = fe.encode(np.zeros(16000, dtype=np.float32), 16000, num_latent_frames=3)
     torch.testing.assert_close(w.windows, ref.windows)
 
 
-def test_rate_change_push_after_flush_and_bad_chunk_mask():
-    s = StreamingAudioEncoder(make_frontend("mel"))
-    s.push(voice_like(1.0), 16000)
-    with pytest.raises(UserInputError, match="changed"):
-        s.push(np.zeros(10, dtype=np.float32), 48000)
+def test_rate_change_is_seamless_and_a_bad_chunk_mask_is_refused():
+    enc = ChunkAudioEncoder(make_frontend("mel"))
+    enc.talk.push(voice_like(0.3), 16000)
+    enc.talk.push(voice_like(0.3, 48000), 48000)  # a new rate: what the old resampler held back is released
+    assert abs(len(enc.talk.queue) - 9600) <= 48
     with pytest.raises(UserInputError, match="16 values"):
-        s.pop(mask=np.ones(12))
-    s.flush()
-    with pytest.raises(UserInputError, match="ended"):
-        s.push(np.zeros(10, dtype=np.float32), 16000)
+        enc.next_chunk(talk_mask=np.ones(12))
+    w = enc.next_chunk(talk_mask=np.ones(16)).talk
+    assert float(w.video_mask.min()) == 1.0

@@ -9,7 +9,7 @@ import torch
 from streamavatar.audio.config import AudioConfig
 from streamavatar.audio.encoders import AudioEncoder
 from streamavatar.audio.frontend import AudioFrontend
-from streamavatar.audio.streaming import StreamingAudioEncoder
+from streamavatar.audio.streaming import ChunkAudioEncoder
 from streamavatar.audio.windows import (
     ChunkGeometry,
     FrameWindows,
@@ -97,21 +97,21 @@ def test_offline_windows_see_exactly_their_frames(radius, lookahead_ms):
 
 
 def test_streaming_windows_see_exactly_their_frames():
+    """A session's audio starts at video frame 1 (frame 0 is the reference image, silence)."""
     fe = AudioFrontend(AudioConfig(backend="mel", vad="none"), BlockMeanEncoder())
-    x = staircase(49)
-    s = StreamingAudioEncoder(fe)
+    x = staircase(49)[640:]  # frames 1…48 of the staircase; frame 0 is the session's silence
+    enc = ChunkAudioEncoder(fe, listen_backlog_s=None)
     parts = []
     for i in range(0, len(x), 1000):
-        s.push(x[i: i + 1000], 16000)
-        while (w := s.pop()) is not None:
-            parts.append(w)
-    s.flush()
-    while (w := s.pop()) is not None:
-        parts.append(w)
+        enc.talk.push(x[i: i + 1000], 16000)
+        while enc.talk.ready():
+            parts.append(enc.next_chunk().talk)
+    while len(enc.talk.queue):
+        parts.append(enc.next_chunk().talk)
     out = FrameWindows.concat(parts)
     assert out.num_latent_frames == 12
     for i in range(12):
-        want = [expected_value(v, 49) for v in latent_window_video_frames(i + 1)]
+        want = [0.0 if v == 0 else expected_value(v, 49) for v in latent_window_video_frames(i + 1)]
         np.testing.assert_allclose(out.windows[i, :, 0, 0].numpy(), want, atol=1e-6)
 
 

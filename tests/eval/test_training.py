@@ -4,9 +4,9 @@ import numpy as np
 import torch
 
 from streamavatar.eval.judge import REGRESSION_TARGETS, load_judge, run_judge, save_judge
-from streamavatar.eval.judge_training import JudgeTrainConfig, evaluate_judge, load_frame_set, train_judge
-from streamavatar.eval.sync_training import SyncTrainConfig, evaluate_syncnet, load_sync_set, train_syncnet
 from streamavatar.eval.syncnet import load_syncnet, save_syncnet
+from streamavatar.training.judge import JudgeTrainConfig, evaluate_judge, load_frame_set, train_judge
+from streamavatar.training.sync import SyncTrainConfig, evaluate_syncnet, load_sync_set, train_syncnet
 
 
 def test_judge_trains_saves_and_loads(tiny_corpus, tmp_path):

@@ -106,9 +106,9 @@ def test_real_sync_cli_on_a_single_video(prepared, tmp_path):
 
 
 def test_sync_model_trains_on_prepared_real_clips(prepared, tmp_path):
-    from streamavatar.eval.real_sync import load_real_sync_set, train_real_syncnet
-    from streamavatar.eval.sync_training import SyncTrainConfig
     from streamavatar.eval.syncnet import load_syncnet
+    from streamavatar.training.sync import SyncTrainConfig
+    from streamavatar.training.sync_real import load_real_sync_set, train_real_syncnet
 
     data = load_real_sync_set(prepared, "train", progress=False)
     assert len(data) == 4 and data[0].maps.shape[1:] == (2, 16, 24)

@@ -22,16 +22,6 @@ def small_pipe(small_model_dir):
 
 
 @pytest.fixture(scope="session")
-def speechlike():
-    """3 s of 16 kHz audio with syllable-like bursts (voiced for the energy VAD), seeded."""
-    rng = np.random.default_rng(3)
-    t = np.arange(48000) / 16000
-    env = (np.sin(2 * np.pi * 3 * t) > -0.2).astype(np.float32)
-    tone = 0.3 * np.sin(2 * np.pi * 180 * t) + 0.05 * rng.standard_normal(t.size)
-    return (env * tone).astype(np.float32)
-
-
-@pytest.fixture(scope="session")
 def media(tmp_path_factory, speechlike):
     """Input files: a reference PNG and talk/listen WAVs."""
     from PIL import Image

@@ -81,3 +81,49 @@ def test_student_exported_by_distillation_streams(tmp_path):
     pipe = load(str(out), resolution=64, threads=1, warmup=False)
     assert pipe.folder.kind == "student" and pipe.name.endswith("(distilled student)")
     assert pipe.session(np.zeros((64, 64, 3), np.uint8)).step().frames.shape == (12, 64, 64, 3)
+
+
+def test_a_wan_dit_checkpoint_plus_our_audio_layers_loads_through_sa_load(tmp_path):
+    """A folder whose JSON names a Wan DiT checkpoint (diffusers names, no audio layers) and whose weights hold
+    only the audio layers and projectors loads with ``sa.load(DIR)`` and gives the original model's weights."""
+    import torch
+    from safetensors.torch import save_file
+
+    from streamavatar.models.avatar_model import AvatarModel
+    from streamavatar.models.checkpoint import is_new_audio_key, wan_to_diffusers_key
+    from streamavatar.streaming.pipeline import load
+    from streamavatar.streaming.random_model import random_model
+
+    model = random_model(seed=3)
+    wan = tmp_path / "Wan-DiT"
+    wan.mkdir()
+    base = {wan_to_diffusers_key(k): v.to(torch.bfloat16).contiguous()
+            for k, v in model.dit.state_dict().items() if not is_new_audio_key(k)}
+    save_file(base, str(wan / "diffusion_pytorch_model.safetensors"))
+    model.info["dit_checkpoint"] = "../Wan-DiT"
+    folder = model.save_pretrained(tmp_path / "avatar")
+    saved = json.loads((folder / "student.json").read_text())
+    assert saved["dit_checkpoint"] == "../Wan-DiT"
+    from safetensors.torch import load_file
+
+    keys = set(load_file(str(folder / "student.safetensors")))
+    assert keys and all(k.startswith("projector.") or is_new_audio_key(k[4:]) for k in keys)
+    loaded = AvatarModel.from_pretrained(folder)
+    want = {k: v.to(torch.bfloat16).float() for k, v in model.state_dict().items()}
+    got = loaded.state_dict()
+    assert set(got) == set(want) and all(torch.equal(got[k], want[k]) for k in want)
+    pipe = load(str(folder), threads=1, warmup=False)
+    assert pipe.session(np.zeros((64, 64, 3), np.uint8)).step().frames.shape == (12, 64, 64, 3)
+
+
+def test_weights_missing_a_part_are_a_one_line_error(tmp_path):
+    from safetensors.torch import load_file, save_file
+
+    from streamavatar.models.avatar_model import AvatarModel
+    from streamavatar.streaming.random_model import random_model
+
+    folder = random_model().save_pretrained(tmp_path / "m")
+    weights = folder / "student.safetensors"
+    save_file({k: v for k, v in load_file(str(weights)).items() if not k.startswith("projector.")}, str(weights))
+    with pytest.raises(UserInputError, match="does not match"):
+        AvatarModel.from_pretrained(folder)

@@ -11,7 +11,7 @@ from streamavatar import constants as K
 from streamavatar.audio.io import load_pcm
 from streamavatar.errors import UserInputError
 from streamavatar.serve.generator import AvatarPipeline, AvatarSession, validate_chunk
-from streamavatar.streaming.session import frames_to_uint8
+from streamavatar.streaming.pipeline import frames_to_uint8
 
 N = K.CHUNK_VIDEO_FRAMES * 640  # 16 kHz samples per chunk
 REF = np.random.default_rng(1).integers(0, 256, (64, 64, 3), dtype=np.uint8)

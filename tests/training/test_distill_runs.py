@@ -6,15 +6,16 @@ import json
 import shutil
 import subprocess
 import sys
-from dataclasses import asdict, replace
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
 import torch
-from safetensors.torch import load_file, save_file
+from safetensors.torch import load_file
 
 from streamavatar.config import ModelConfig
 from streamavatar.data.synthetic import SynthConfig, build_corpus
+from streamavatar.models.avatar_model import AvatarModel
 from streamavatar.models.vae import VideoVAE, vae_preset
 from streamavatar.training.distill import DistillConfig
 from streamavatar.training.ode_init import train_ode
@@ -22,6 +23,7 @@ from streamavatar.training.sid_train import train_sid
 from streamavatar.training.state import load_checkpoint
 from streamavatar.training.teacher import build_projector
 from tests.models.dit_helpers import make_model, small_dit_config
+from tests.training.kill_helpers import kill_9_then_resume, log_steps
 
 PRESET = "test-small"
 
@@ -45,14 +47,12 @@ def setup(tmp_path_factory):
     projector, pc = build_projector(mc, frontend)
     randomize_(projector, seed=2)
     teacher = root / "teacher"
-    teacher.mkdir()
-    weights = {f"dit.{k}": v.to(torch.bfloat16) for k, v in model.state_dict().items()}
-    weights.update({f"projector.{k}": v.to(torch.bfloat16) for k, v in projector.state_dict().items()})
-    save_file(weights, str(teacher / "teacher.safetensors"))
     info = {"train": {"vae": str(vae_dir), "audio_backend": "mel", "frames": 9, "prediction": "x0",
-                      "feature_cache": None}, "model": mc.to_dict(), "projector": asdict(pc),
-            "audio": frontend.describe()}
-    (teacher / "teacher.json").write_text(json.dumps(info))
+                      "feature_cache": None}, "audio": frontend.describe()}
+    bundle = AvatarModel(mc, pc, info, kind="teacher")
+    bundle.dit.load_state_dict(model.state_dict())
+    bundle.projector.load_state_dict(projector.state_dict())
+    bundle.save_pretrained(teacher)
     return {"root": root, "corpus": corpus, "split": split, "teacher": teacher, "features": root / "features"}
 
 
@@ -64,10 +64,6 @@ def _cfg(s, out, **over) -> DistillConfig:
     return DistillConfig(**base)
 
 
-def _log_steps(run: Path) -> list[int]:
-    return [int(r.split(",")[0]) for r in (run / "train_log.csv").read_text().splitlines()[1:]]
-
-
 def test_ode_run_exports_a_student_folder_and_resume_continues_the_step_counter(setup, tmp_path):
     torch.set_num_threads(1)
     out = tmp_path / "ode"
@@ -77,7 +73,7 @@ def test_ode_run_exports_a_student_folder_and_resume_continues_the_step_counter(
     mtime = shards[0].stat().st_mtime_ns
     last = train_ode(_cfg(setup, out, steps=3), resume=True, progress=False)
     assert last["step"] == 3 and load_checkpoint(out / "checkpoint.pt")["step"] == 3
-    assert _log_steps(out) == [1, 2, 3]
+    assert log_steps(out) == [1, 2, 3]
     assert shards[0].stat().st_mtime_ns == mtime  # trajectories were reused, not regenerated
     teacher_info = json.loads((setup["teacher"] / "teacher.json").read_text())
     info = json.loads((out / "student.json").read_text())
@@ -103,7 +99,7 @@ def test_sid_run_from_the_ode_run_and_its_resume(setup, tmp_path):
     for k in ("sid_loss", "fake_loss", "grad_norm", "score_gap"):
         assert torch.isfinite(torch.tensor(last[k])), last
     last = train_sid(_cfg(setup, out, phase="sid", steps=2), resume=True, progress=False)
-    assert last["step"] == 2 and _log_steps(out) == [1, 2]
+    assert last["step"] == 2 and log_steps(out) == [1, 2]
     state = load_checkpoint(out / "checkpoint.pt")
     assert state["step"] == 2 and "fake" in state
     info = json.loads((out / "student.json").read_text())
@@ -193,3 +189,25 @@ def test_bad_config_values():
         DistillConfig(teacher="t", data="d", out="o", phase="gan")
     with pytest.raises(UserInputError, match="ema"):
         replace(DistillConfig(teacher="t", data="d", out="o"), ema=1.5)
+
+
+# --- kill -9 and resume, through the command line ----------------------------------------------------------
+def _distill_args(setup, out: Path, *extra: str) -> list[str]:
+    return ["--teacher", str(setup["teacher"]), "--data", str(setup["corpus"]), "--out", str(out), "--preset",
+            PRESET, "--split", setup["split"], "--feature-cache", str(setup["features"]), "--pairs", "2",
+            "--pair-batch", "2", "--teacher-steps", "3", "--batch", "1", "--checkpoint-every", "2", *extra]
+
+
+DISTILL = ["train", "distill", "--threads", "1"]
+
+
+def test_ode_run_resumes_after_kill_9(setup, tmp_path):
+    kill_9_then_resume([*DISTILL, *_distill_args(setup, tmp_path / "ode")], tmp_path / "ode")
+
+
+def test_sid_run_resumes_after_kill_9(setup, tmp_path):
+    ode = tmp_path / "ode"
+    train_ode(_cfg(setup, ode, steps=1), progress=False)
+    out = tmp_path / "sid"
+    kill_9_then_resume([*DISTILL, *_distill_args(setup, out, "--phase", "sid", "--init-from", str(ode),
+                                                 "--fake-updates", "1")], out, at_least=2)

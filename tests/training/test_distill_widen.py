@@ -2,15 +2,14 @@
 
 from __future__ import annotations
 
-import json
-from dataclasses import asdict, replace
+from dataclasses import replace
 
 import pytest
 import torch
-from safetensors.torch import save_file
 
 from streamavatar.config import model_preset
 from streamavatar.models.audio_projector import AudioProjectorConfig, TalkListenProjector
+from streamavatar.models.avatar_model import AvatarModel
 from streamavatar.models.dit import AvatarDiT
 from streamavatar.models.random_weights import randomize_
 from streamavatar.training.distill import DistillConfig, check_teacher, load_init_run
@@ -26,12 +25,10 @@ def _write_run(folder, name: str, latent_channels: int | None = None) -> AvatarD
     randomize_(model, seed=0)
     pc = AudioProjectorConfig.for_dit(mc.dit, window=8, num_layers=2, feature_dim=16)
     proj = TalkListenProjector(pc)
-    folder.mkdir(parents=True)
-    weights = {f"dit.{k}": v.contiguous() for k, v in model.state_dict().items()}
-    weights.update({f"projector.{k}": v.contiguous() for k, v in proj.state_dict().items()})
-    save_file(weights, str(folder / "teacher.safetensors"))
-    (folder / "teacher.json").write_text(json.dumps({"model": mc.to_dict(), "projector": asdict(pc),
-                                                     "audio": {"backend": "mel"}}))
+    bundle = AvatarModel(mc, pc, {"audio": {"backend": "mel"}}, kind="teacher")
+    bundle.dit.load_state_dict(model.state_dict())
+    bundle.projector.load_state_dict(proj.state_dict())
+    bundle.save_pretrained(folder, dtype=torch.float32)
     return model
 
 

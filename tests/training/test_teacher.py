@@ -3,11 +3,8 @@
 from __future__ import annotations
 
 import json
-import os
-import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
@@ -16,7 +13,6 @@ import torch
 from streamavatar.data.synthetic import SynthConfig, build_corpus
 from streamavatar.errors import UserInputError
 from streamavatar.models.vae import VideoVAE, vae_preset
-from streamavatar.training.state import load_checkpoint
 from streamavatar.training.teacher import (
     TeacherTrainConfig,
     build_projector,
@@ -24,6 +20,7 @@ from streamavatar.training.teacher import (
     load_training_inputs,
     teacher_model_config,
 )
+from tests.training.kill_helpers import kill_9_then_resume
 
 
 @pytest.fixture(scope="module")
@@ -71,47 +68,19 @@ def test_loss_goes_down_on_a_fixed_batch(corpus_and_vae, tmp_path):
     assert losses[-1] < 0.5 * losses[0], losses
 
 
-def _run(args, env=None):
-    return subprocess.Popen([sys.executable, "-m", "streamavatar", "train", "teacher", *args],
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
-
-
 def test_kill_9_then_resume_continues_from_the_checkpoint(corpus_and_vae, tmp_path):
     corpus, vae_dir, split = corpus_and_vae
     out = tmp_path / "run"
-    common = ["--data", str(corpus), "--out", str(out), "--preset", "tiny", "--vae", str(vae_dir),
-              "--audio-backend", "mel", "--batch", "1", "--checkpoint-every", "2", "--threads", "1",
+    common = ["train", "teacher", "--data", str(corpus), "--out", str(out), "--preset", "tiny", "--vae",
+              str(vae_dir), "--audio-backend", "mel", "--batch", "1", "--checkpoint-every", "2", "--threads", "1",
               "--split", split, "--frames", "3"]
-    env = None
-    proc = _run([*common, "--steps", "1000"], env)
-    ckpt = out / "checkpoint.pt"
-    deadline = time.monotonic() + 240
-    while time.monotonic() < deadline and proc.poll() is None:
-        if ckpt.exists() and load_checkpoint(ckpt)["step"] >= 4:
-            break
-        time.sleep(0.5)
-    assert proc.poll() is None, proc.stderr.read()
-    os.kill(proc.pid, signal.SIGKILL)
-    proc.wait()
-    saved = load_checkpoint(ckpt)
-    step0 = saved["step"]
-    adam_steps0 = max(s["step"] for s in saved["optimizer"]["state"].values())
-    assert step0 >= 4 and float(adam_steps0) == step0
-    again = _run([*common, "--steps", str(step0 + 2), "--resume"], env)
-    _, err = again.communicate(timeout=240)
-    assert again.returncode == 0, err
-    resumed = load_checkpoint(ckpt)
-    assert resumed["step"] == step0 + 2
-    assert float(max(s["step"] for s in resumed["optimizer"]["state"].values())) == step0 + 2
-    rows = (out / "train_log.csv").read_text().splitlines()
-    steps = [int(r.split(",")[0]) for r in rows[1:]]
-    assert steps[-2:] == [step0 + 1, step0 + 2]
+    kill_9_then_resume(common, out, timeout=240)
     info = json.loads((out / "teacher.json").read_text())
     assert info["train"]["preset"] == "tiny" and (out / "teacher.safetensors").is_file()
     # a second run into the same folder without --resume is refused
-    r = _run([*common, "--steps", "1"], env)
-    _, err = r.communicate(timeout=120)
-    assert r.returncode == 2 and "--resume" in err and "Traceback" not in err
+    r = subprocess.run([sys.executable, "-m", "streamavatar", *common, "--steps", "1"], capture_output=True,
+                       text=True, timeout=120)
+    assert r.returncode == 2 and "--resume" in r.stderr and "Traceback" not in r.stderr
 
 
 def test_bad_config_and_data(tmp_path):

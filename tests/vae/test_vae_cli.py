@@ -81,6 +81,27 @@ def test_train_resume_and_eval(corpus, tmp_path):
     assert ev["clips"] == 1 and ev["split"] == "test" and np.isfinite(ev["psnr_db"]) and -1 <= ev["ssim"] <= 1
 
 
+def test_a_checkpoint_in_the_pre_trainer_layout_resumes(corpus, tmp_path):
+    """VAE runs written before the one Trainer (commit 8d0d95e: keys model/opt/disc/disc_opt/np_rng/torch_rng,
+    no "rng") resume: the checkpoint is rewritten in that layout, then continued."""
+    import torch
+
+    run = tmp_path / "run"
+    base = ["train", "vae", "--data", str(corpus), "--out", str(run), "--batch", "1", "--frames", "5",
+            "--eval-clips", "1", "--threads", "1"]
+    assert run_cli(*base, "--max-steps", "2").returncode == 0
+    state = torch.load(run / "checkpoint.pt", map_location="cpu", weights_only=False)
+    legacy = {"model": state["model"], "opt": state["opt"], "disc": None, "disc_opt": None, "step": state["step"],
+              "elapsed_s": state["elapsed_s"], "np_rng": state["np_rng"], "torch_rng": state["rng"]["torch"],
+              "config": state["config"], "vae_config": state["vae_config"], "last_eval": state["last_eval"]}
+    torch.save(legacy, run / "checkpoint.pt")
+    r = run_cli(*base, "--max-steps", "3", "--resume")
+    assert r.returncode == 0, r.stderr
+    assert json.loads(r.stdout.strip().splitlines()[-1])["steps"] == 3
+    resumed = torch.load(run / "checkpoint.pt", map_location="cpu", weights_only=False)
+    assert resumed["step"] == 3 and "rng" in resumed
+
+
 @pytest.mark.parametrize("args,needle", [
     (["--frames", "8"], "1 + 4k"),
     (["--minutes", "0"], "positive"),

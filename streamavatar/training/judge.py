@@ -4,8 +4,7 @@ from __future__ import annotations
 
 import math
 import sys
-import time
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import numpy as np
@@ -17,6 +16,7 @@ from streamavatar.errors import UserInputError
 from streamavatar.eval.corpus_clip import load_corpus_clip, split_clip_ids
 from streamavatar.eval.judge import REGRESSION_TARGETS, Judge, JudgeConfig, frames_to_tensor, run_judge
 from streamavatar.eval.stats import pearson_r
+from streamavatar.training.trainer import Objective, Trainer, TrainerConfig
 
 
 @dataclass
@@ -129,49 +129,65 @@ def train_judge(corpus: str | Path, cfg: JudgeTrainConfig, progress: bool = True
             raise UserInputError(f"--init judge has {start.cfg.n_identities} identities, this corpus "
                                  f"{jcfg.n_identities}")
         model.load_state_dict(start.state_dict())
-    weights = torch.ones(len(REGRESSION_TARGETS))
-    weights[REGRESSION_TARGETS.index("mouth_open")] = cfg.mouth_weight
-    opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
-    targets = torch.from_numpy((data.targets - mean) / std)
-    state = torch.from_numpy(data.state)
-    g = torch.Generator().manual_seed(cfg.seed)
-    budget = cfg.minutes * 60.0
-    t0 = time.monotonic()
-    step, log = 0, []
-    bar = tqdm(total=int(budget), desc="train judge", unit="s", file=sys.stderr, disable=not progress)
-    done = False
-    while not done:
-        order = torch.randperm(len(data.frames), generator=g)
-        for i in range(0, len(order) - cfg.batch + 1, cfg.batch):
-            elapsed = time.monotonic() - t0
-            if elapsed >= budget:
-                done = True
-                break
-            for group in opt.param_groups:
-                group["lr"] = cfg.lr * 0.5 * (1 + math.cos(math.pi * min(1.0, elapsed / budget)))
-            idx = order[i:i + cfg.batch]
-            x = _augment(frames_to_tensor(data.frames[idx.numpy()], jcfg.resolution), g)
-            model.train()
-            with torch.autocast("cpu", dtype=torch.bfloat16):
-                o = model(x)
-            loss_reg = (F.smooth_l1_loss(o["regress"], targets[idx], beta=0.5, reduction="none") * weights).mean()
-            loss_state = F.cross_entropy(o["state"], state[idx])
-            loss_id = F.cross_entropy(o["identity_logits"], ident_label[idx])
-            loss = loss_reg + cfg.state_weight * loss_state + cfg.identity_weight * loss_id
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            opt.step()
-            step += 1
-            if step % 50 == 0:
-                log.append({"step": step, "s": round(elapsed, 1), "loss": float(loss.detach()),
-                            "reg": float(loss_reg.detach()), "state": float(loss_state.detach()),
-                            "identity": float(loss_id.detach())})
-                bar.n = int(elapsed)
-                bar.set_postfix(loss=f"{float(loss.detach()):.3f}", reg=f"{float(loss_reg.detach()):.3f}")
-    bar.close()
+    objective = JudgeObjective(cfg, model, data, ident_label, mean, std)
+    trainer = Trainer(TrainerConfig(steps=None, max_minutes=cfg.minutes, grad_clip=None, log_every=LOG_EVERY),
+                      objective, None, run_config=asdict(cfg), progress=progress)
+    trainer.fit()
     model.eval()
-    return model, {"steps": step, "seconds": round(time.monotonic() - t0, 1), "train_frames": int(len(data.frames)),
-                   "train_identities": int(len(idents)), "log": log}
+    return model, {"steps": trainer.step, "seconds": round(trainer.seconds, 1),
+                   "train_frames": int(len(data.frames)), "train_identities": int(len(idents)),
+                   "log": trainer.history}
+
+
+#: Log every N steps.
+LOG_EVERY = 50
+
+
+class JudgeObjective(Objective):
+    """Regression (smooth L1, mouth weighted) + state + identity classification of corpus frames; cosine
+    learning rate over the time budget; epochs over a seeded permutation."""
+
+    columns = ["loss", "reg", "state", "identity"]
+    desc = "train judge"
+
+    def __init__(self, cfg: JudgeTrainConfig, model: Judge, data: FrameSet, ident_label: torch.Tensor,
+                 mean: np.ndarray, std: np.ndarray) -> None:
+        super().__init__()
+        self.cfg, self.model, self.data, self.ident_label = cfg, model, data, ident_label
+        self.modules = {"model": model}
+        params = list(model.parameters())
+        self.optimizers = {"optimizer": (torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay),
+                                         params)}
+        self.weights = torch.ones(len(REGRESSION_TARGETS))
+        self.weights[REGRESSION_TARGETS.index("mouth_open")] = cfg.mouth_weight
+        self.targets = torch.from_numpy((data.targets - mean) / std)
+        self.state = torch.from_numpy(data.state)
+        self.generator.manual_seed(cfg.seed)
+        self._batches = self._epochs()
+
+    def _epochs(self):
+        n, b = len(self.data.frames), self.cfg.batch
+        while True:
+            order = torch.randperm(n, generator=self.generator)
+            for i in range(0, n - b + 1, b):
+                yield order[i:i + b]
+
+    def train_step(self, trainer: Trainer) -> dict:
+        cfg = self.cfg
+        for group in self.optimizers["optimizer"][0].param_groups:
+            group["lr"] = cfg.lr * 0.5 * (1 + math.cos(math.pi * trainer.budget_fraction))
+        idx = next(self._batches)
+        x = _augment(frames_to_tensor(self.data.frames[idx.numpy()], self.model.cfg.resolution), self.generator)
+        with trainer.autocast():
+            o = self.model(x)
+        loss_reg = (F.smooth_l1_loss(o["regress"], self.targets[idx], beta=0.5, reduction="none")
+                    * self.weights).mean()
+        loss_state = F.cross_entropy(o["state"], self.state[idx])
+        loss_id = F.cross_entropy(o["identity_logits"], self.ident_label[idx])
+        loss = loss_reg + cfg.state_weight * loss_state + cfg.identity_weight * loss_id
+        trainer.backward_step("optimizer", loss)
+        return {"loss": float(loss.detach()), "reg": float(loss_reg.detach()), "state": float(loss_state.detach()),
+                "identity": float(loss_id.detach())}
 
 
 def train_and_save_judge(corpus: str | Path, out: str | Path, cfg: JudgeTrainConfig, progress: bool = True) -> dict:

@@ -4,8 +4,7 @@ from __future__ import annotations
 
 import math
 import sys
-import time
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import numpy as np
@@ -19,6 +18,7 @@ from streamavatar.eval.corpus_clip import CorpusClip, load_corpus_clip, split_cl
 from streamavatar.eval.mouth_crop import mouth_maps
 from streamavatar.eval.mouth_measure import MouthColours, measure_clip_mouth
 from streamavatar.eval.syncnet import MAX_OFFSET, WINDOW, SyncNet, embed_clip, save_syncnet, sync_score
+from streamavatar.training.trainer import Objective, Trainer, TrainerConfig
 
 
 @dataclass
@@ -82,21 +82,46 @@ def train_syncnet(data: list[SyncClipData], cfg: SyncTrainConfig, progress: bool
     model.mel_mean.copy_(torch.from_numpy(mel_all.mean(0)))
     model.mel_std.copy_(torch.from_numpy(mel_all.std(0) + 1e-3))
     talking = [np.flatnonzero(c.talk[WINDOW // 2:len(c.talk) - WINDOW + WINDOW // 2 + 1]) for c in data]
-    opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=1e-4)
-    budget = cfg.minutes * 60.0
-    t0 = time.monotonic()
-    step, losses = 0, []
-    bar = tqdm(total=int(budget), desc="train sync", unit="s", file=sys.stderr, disable=not progress)
-    while (elapsed := time.monotonic() - t0) < budget:
-        for group in opt.param_groups:
-            group["lr"] = cfg.lr * 0.5 * (1 + math.cos(math.pi * elapsed / budget))
+    objective = SyncObjective(cfg, model, data, talking, rng)
+    trainer = Trainer(TrainerConfig(steps=None, max_minutes=cfg.minutes, grad_clip=None, log_every=LOG_EVERY),
+                      objective, None, run_config=asdict(cfg), progress=progress)
+    trainer.fit()
+    model.eval()
+    return model, {"steps": trainer.step, "seconds": round(trainer.seconds, 1),
+                   "final_loss": float(np.mean(objective.losses[-50:]))}
+
+
+#: Progress-bar postfix / in-memory log every N steps.
+LOG_EVERY = 20
+
+
+class SyncObjective(Objective):
+    """InfoNCE of video windows against in-batch audio windows and time-shifted audio of the same clip; cosine
+    learning rate over the time budget."""
+
+    columns = ["loss"]
+    desc = "train sync"
+
+    def __init__(self, cfg: SyncTrainConfig, model: SyncNet, data: list[SyncClipData], talking: list[np.ndarray],
+                 rng: np.random.Generator) -> None:
+        super().__init__()
+        self.cfg, self.model, self.data, self.talking, self.rng = cfg, model, data, talking, rng
+        self.modules = {"model": model}
+        params = list(model.parameters())
+        self.optimizers = {"optimizer": (torch.optim.AdamW(params, lr=cfg.lr, weight_decay=1e-4), params)}
+        self.losses: list[float] = []
+
+    def train_step(self, trainer: Trainer) -> dict:
+        cfg, rng, data, model = self.cfg, self.rng, self.data, self.model
+        for group in self.optimizers["optimizer"][0].param_groups:
+            group["lr"] = cfg.lr * 0.5 * (1 + math.cos(math.pi * trainer.budget_fraction))
         vids, auds, shifted = [], [], []
         for _ in range(cfg.batch):
             k = int(rng.integers(len(data)))
             c = data[k]
             n = len(c.maps) - WINDOW + 1
-            if len(talking[k]) and rng.random() < cfg.talking_fraction:
-                t = int(rng.choice(talking[k]))
+            if len(self.talking[k]) and rng.random() < cfg.talking_fraction:
+                t = int(rng.choice(self.talking[k]))
             else:
                 t = int(rng.integers(n))
             v, a = _window(c, t)
@@ -110,18 +135,9 @@ def train_syncnet(data: list[SyncClipData], cfg: SyncTrainConfig, progress: bool
         s = model.embed_audio(torch.from_numpy(np.stack(shifted))).view(cfg.batch, cfg.shifted_negatives, -1)
         logits = torch.cat([v @ a.T, (v[:, None] * s).sum(-1)], 1) / cfg.temperature
         loss = F.cross_entropy(logits, torch.arange(cfg.batch))
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        opt.step()
-        step += 1
-        losses.append(float(loss.detach()))
-        if step % 20 == 0:
-            bar.n = int(elapsed)
-            bar.set_postfix(loss=f"{np.mean(losses[-20:]):.3f}")
-    bar.close()
-    model.eval()
-    return model, {"steps": step, "seconds": round(time.monotonic() - t0, 1),
-                   "final_loss": float(np.mean(losses[-50:]))}
+        trainer.backward_step("optimizer", loss)
+        self.losses.append(float(loss.detach()))
+        return {"loss": float(np.mean(self.losses[-LOG_EVERY:]))}
 
 
 def evaluate_syncnet(model: SyncNet, data: list[SyncClipData]) -> dict:

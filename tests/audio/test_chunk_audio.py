@@ -6,7 +6,7 @@ import numpy as np
 import torch
 
 from streamavatar.audio import AudioConfig, AudioFrontend
-from streamavatar.streaming.chunk_audio import AudioQueue, ChunkAudioEncoder
+from streamavatar.audio.streaming import AudioQueue, ChunkAudioEncoder
 
 
 def test_queue_take_peek_cap():
