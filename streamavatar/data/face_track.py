@@ -15,7 +15,6 @@ landmarks are returned in the pixels of the frame passed in.
 
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass
 
 import numpy as np
@@ -41,8 +40,6 @@ MIN_DETECT_SIDE = 256
 
 def require_mediapipe():
     """The ``mediapipe`` module, or a one-line error naming the extra to install."""
-    # mediapipe's C++ side logs a few INFO/WARNING lines per graph to stderr; keep errors only unless asked
-    os.environ.setdefault("GLOG_minloglevel", "2")
     try:
         import mediapipe as mp
     except ImportError as exc:
