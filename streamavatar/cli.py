@@ -29,6 +29,8 @@ COMMAND_MODULES: tuple[str, ...] = (
     "streamavatar.eval.cli",
     "streamavatar.training.judges_cli",
     "streamavatar.integrations.livekit_cli",
+    "streamavatar.eval.real_cli",
+    "streamavatar.training.sync_real",
 )
 
 GROUP_HELP = {

@@ -52,6 +52,23 @@ def _sheet(args: argparse.Namespace) -> int:
     return 0
 
 
+def _prepare(args: argparse.Namespace) -> int:
+    from streamavatar.data.prepare import PrepareConfig, parse_shard, prepare_folder
+
+    cfg = PrepareConfig(resolution=args.resolution, min_seconds=args.min_seconds, max_seconds=args.max_seconds,
+                        min_face_px=args.min_face_px, split=args.split)
+    summary = prepare_folder(args.videos, args.out, cfg, parse_shard(args.shard), progress=not args.quiet)
+    print(json.dumps(summary))
+    return 0
+
+
+def _mix(args: argparse.Namespace) -> int:
+    from streamavatar.data.mix import build_mixture, parse_source
+
+    print(json.dumps(build_mixture([parse_source(s) for s in args.source], args.out)))
+    return 0
+
+
 def register(tree) -> None:
     p = tree.subcommand("data", "synth", "render the synthetic talking/listening avatar corpus (mp4 + wavs + "
                         "per-frame ground truth, identity-disjoint splits)", _synth)
@@ -74,3 +91,25 @@ def register(tree) -> None:
     s.add_argument("--data", required=True, help="synthetic corpus folder")
     s.add_argument("--out", required=True, help="PNG file to write")
     s.add_argument("--identities", type=positive_int("--identities"), default=16, help="identities (default 16)")
+    r = tree.subcommand("data", "prepare", "real talking videos -> a training folder in the corpus layout: face "
+                        "tracking, stable upper-body crops per shot, 25 fps, 16 kHz talk/listen audio (separate "
+                        "tracks or active-speaker detection), filters and a report (docs/real_data.md)", _prepare)
+    r.add_argument("--videos", required=True, help="folder of videos (.mp4 .mov .mkv .webm), searched recursively")
+    r.add_argument("--out", required=True, help="output folder (new, or the same folder for every shard)")
+    r.add_argument("--resolution", type=int, default=128, help="square output size, multiple of 16 (default 128)")
+    r.add_argument("--shard", default=None, help="I/N: process every N-th video starting at I (default: torchrun's "
+                   "RANK/WORLD_SIZE, else 0/1); the last shard to finish merges the manifests")
+    r.add_argument("--split", default="auto", help="auto (train/val/test subfolders, else a hash of the identity) "
+                   "or put every clip into train, val or test")
+    r.add_argument("--min-seconds", type=positive_float("--min-seconds"), default=2.0,
+                   help="shorter face runs are dropped as 'cut too short' (default 2)")
+    r.add_argument("--max-seconds", type=positive_float("--max-seconds"), default=20.0,
+                   help="longer runs are split into clips of at most this (default 20)")
+    r.add_argument("--min-face-px", type=positive_float("--min-face-px"), default=48.0,
+                   help="median face height (forehead to chin) in source pixels below which a run is dropped "
+                   "as 'face too small' (default 48)")
+    r.add_argument("--quiet", action="store_true", help="no progress bars")
+    m = tree.subcommand("data", "mix", "one training folder over several corpus / prepared folders with a weight "
+                        "per source (share of the training windows); links, no copies", _mix)
+    m.add_argument("--source", action="append", required=True, help="DIR or DIR:WEIGHT (repeat per source)")
+    m.add_argument("--out", required=True, help="new folder for the mixture")

@@ -41,6 +41,10 @@ from streamavatar.data.video_io import probe_video, read_audio, read_frames
 from streamavatar.errors import UserInputError
 
 VIDEO_SUFFIXES = (".mp4", ".mov", ".mkv", ".webm")
+#: ``index.json`` format of a folder written by ``streamavatar data prepare`` (real videos, corpus layout)
+REAL_FORMAT_NAME = "streamavatar-real-v1"
+#: ``index.json`` format of a mixture folder (``streamavatar data mix``: links to clips of several sources)
+MIX_FORMAT_NAME = "streamavatar-mixture-v1"
 #: Peak amplitude under which a real video's audio counts as silent (unusable for audio-driven training).
 SILENCE_PEAK = 1e-4
 
@@ -90,8 +94,12 @@ def _scan_synthetic(root: Path, min_frames: int) -> ScanReport:
         index = json.loads((root / "index.json").read_text())
     except (OSError, ValueError) as exc:
         raise UserInputError(f"cannot read {root / 'index.json'}: {exc}") from exc
-    if index.get("format") != FORMAT_NAME:
-        raise UserInputError(f"{root / 'index.json'}: expected format {FORMAT_NAME!r}, got {index.get('format')!r}")
+    if index.get("format") not in (FORMAT_NAME, REAL_FORMAT_NAME, MIX_FORMAT_NAME):
+        raise UserInputError(f"{root / 'index.json'}: expected format {FORMAT_NAME!r} or {REAL_FORMAT_NAME!r}, "
+                             f"got {index.get('format')!r}")
+    real = index["format"] == REAL_FORMAT_NAME
+    if index["format"] != FORMAT_NAME:
+        report.kind = "prepared" if real else "mixture"
     for e in index["clips"]:
         folder = root / e["path"]
         needed = [folder / n for n in ("video.mp4", "talk.wav", "listen.wav", "annotations.npz")]
@@ -104,7 +112,9 @@ def _scan_synthetic(root: Path, min_frames: int) -> ScanReport:
             continue
         report.sources.append(ClipSource(
             key=e["path"], video=needed[0], n_frames=int(e["n_frames"]), fps=float(index["fps"]),
-            identity=f"synthetic-{index['seed']}-{e['identity']}", split=e["split"],
+            identity=(f"real-{e['identity']}" if real else e["identity"]) if index["format"] != FORMAT_NAME
+            else f"synthetic-{index['seed']}-{e['identity']}",
+            split=e["split"],
             talk_audio=needed[1], listen_audio=needed[2], masks=needed[3], annotations=needed[3]))
     return report
 

@@ -49,6 +49,10 @@ def _run(args: argparse.Namespace) -> int:
 
     if not Path(args.corpus, "clips").is_dir():
         raise UserInputError(f"--corpus must be a corpus folder with clips/, got {args.corpus}")
+    from streamavatar.eval.real_mouth import is_real_folder
+
+    if is_real_folder(args.corpus):  # prepared real videos: the landmark lip-sync measures (docs/real_data.md)
+        return _run_real(args)
     speed = read_speed(args.bench) if args.bench else None
     torch.set_num_threads(max(1, args.threads))
     result, clips = evaluate_folder(args.generated, args.corpus, load_judge(args.judge), load_syncnet(args.syncnet),
@@ -56,6 +60,20 @@ def _run(args: argparse.Namespace) -> int:
     paths = write_report(result, clips, args.out)
     print(markdown_table(result["summary"]))
     print(f"wrote {', '.join(str(p) for p in paths)}", file=sys.stderr)
+    return 0
+
+
+def _run_real(args: argparse.Namespace) -> int:
+    from streamavatar.eval.real_mouth import evaluate_real_folder, real_report_markdown
+
+    result = evaluate_real_folder(args.generated, args.corpus, progress=_progress())
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "metrics.json").write_text(json.dumps(result, indent=1))
+    table = real_report_markdown(result)
+    (out / "report.md").write_text(f"# Real-face lip sync: {args.generated}\n\n{table}")
+    print(table)
+    print(f"wrote {out / 'metrics.json'}, {out / 'report.md'}", file=sys.stderr)
     return 0
 
 

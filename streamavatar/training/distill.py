@@ -180,7 +180,8 @@ def check_corpus_audio(data: str | Path, split: str) -> None:
     root = Path(data)
     lst = root / f"{split}.txt"
     if not (root / "index.json").is_file() or not lst.is_file():
-        raise UserInputError(f"{root} is not a synthetic corpus folder (expected index.json and {split}.txt)")
+        raise UserInputError(f"{root} is not a corpus folder (expected index.json and {split}.txt: "
+                             "streamavatar data synth, data prepare or data mix)")
     clips = [line.strip() for line in lst.read_text().splitlines() if line.strip()]
     if not clips:
         raise UserInputError(f"split {split!r} of {root} has no clips")

@@ -49,7 +49,7 @@ def register(tree) -> None:
 #: The flags of ``train distill``: DistillConfig fields (defaults from the dataclass).
 DISTILL_FLAGS: dict[str, dict] = {
     "teacher": {"help": "teacher run folder (teacher.json + teacher.safetensors)"},
-    "data": {"help": "synthetic corpus folder (streamavatar data synth)"},
+    "data": {"help": "data folder: data synth, data prepare or data mix output"},
     "out": {"help": "run folder (checkpoints, log, student.safetensors/.json)"},
     "phase": {"choices": ("ode", "sid"),
               "help": "ode: regress teacher ODE trajectories; sid: Score identity Distillation over rollouts"},

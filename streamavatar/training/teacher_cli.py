@@ -23,7 +23,7 @@ def _train(args: argparse.Namespace) -> int:
 
 #: The flags of ``train teacher``: TeacherTrainConfig fields (defaults from the dataclass).
 TEACHER_FLAGS: dict[str, dict] = {
-    "data": {"help": "synthetic corpus folder (streamavatar data synth)"},
+    "data": {"help": "data folder: data synth, data prepare or data mix output"},
     "out": {"help": "run folder (checkpoints, log, exported EMA weights)"},
     "preset": {"help": "model preset"},
     "prediction": {"choices": ("x0", "velocity")},

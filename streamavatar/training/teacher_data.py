@@ -56,7 +56,8 @@ class ClipFeatures:
 def _corpus_clips(root: Path, split: str) -> list[Path]:
     lst = root / f"{split}.txt"
     if not (root / "index.json").is_file() or not lst.is_file():
-        raise UserInputError(f"{root} is not a synthetic corpus folder (expected index.json and {split}.txt)")
+        raise UserInputError(f"{root} is not a corpus folder (expected index.json and {split}.txt: "
+                             "streamavatar data synth, data prepare or data mix)")
     clips = [root / line.strip() for line in lst.read_text().splitlines() if line.strip()]
     if not clips:
         raise UserInputError(f"split {split!r} of {root} has no clips")
@@ -123,8 +124,12 @@ def build_feature_cache(data: str | Path, split: str, vae, frontend, cache_dir: 
     cache = Path(cache_dir)
     cache.mkdir(parents=True, exist_ok=True)
     out = []
+    loaded: dict[Path, ClipFeatures] = {}  # a clip listed more than once (a weighted mixture) is loaded once
     for clip in tqdm(clips, desc=f"features {split}", unit="clip", disable=not progress, leave=False):
         path = cache / f"{clip.name}.safetensors"
+        if path in loaded:
+            out.append(loaded[path])
+            continue
         if path.is_file():
             tensors = load_file(str(path))
             if "nod" not in tensors:
@@ -134,7 +139,8 @@ def build_feature_cache(data: str | Path, split: str, vae, frontend, cache_dir: 
             tmp = path.with_suffix(".tmp")
             save_file(tensors, str(tmp))
             tmp.replace(path)
-        out.append(ClipFeatures(**tensors))
+        loaded[path] = ClipFeatures(**tensors)
+        out.append(loaded[path])
     return out
 
 

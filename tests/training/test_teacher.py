@@ -86,7 +86,7 @@ def test_kill_9_then_resume_continues_from_the_checkpoint(corpus_and_vae, tmp_pa
 def test_bad_config_and_data(tmp_path):
     with pytest.raises(UserInputError, match="drop_talk"):
         TeacherTrainConfig(data="x", out="y", drop_talk=1.5)
-    with pytest.raises(UserInputError, match="not a synthetic corpus"):
+    with pytest.raises(UserInputError, match="not a corpus folder"):
         from streamavatar.training.teacher_data import _corpus_clips
 
         _corpus_clips(Path(tmp_path), "train")
