@@ -120,7 +120,7 @@ def run_engine_benchmark(seconds: float, model: str = "default", dtype: str = "b
     session.close()
     m = session.metrics.summary()
     return {
-        "model": pipe.name, "dtype": {"bfloat16": "bf16", "float32": "fp32"}.get(str(pipe.dtype)[6:], dtype),
+        "model": pipe.name, "dtype": {v: k for k, v in DTYPES.items()}[pipe.dtype],
         "dtype_asked": dtype, "numerics_check": pipe.numerics.to_dict() if pipe.numerics else None,
         "timed": ["audio", "dit", "vae"], "audio": "bundled speech (talk), "
         "silence (listen)", "resolution": list(pipe.frame_size), "fps": K.VIDEO_FPS, "chunks": m["chunks"],
