@@ -136,7 +136,8 @@ class SessionManager:
         token = self._tokens.get(value)
         if token is None or token.expires_at <= self.now():
             return False
-        return hmac.compare_digest(token.session_id, session_id)
+        # bytes: compare_digest refuses str with non-ASCII characters (a client can put any in the URL)
+        return hmac.compare_digest(token.session_id.encode(), session_id.encode())
 
     def check_api_key(self, value: str | None) -> bool:
         """Whether ``value`` is the configured API key (always true when none is configured)."""

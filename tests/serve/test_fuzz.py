@@ -84,6 +84,16 @@ requests = st.one_of(
 )
 
 
+def test_non_ascii_session_id_with_a_token_is_401_not_500(server):
+    # Found by the fuzz test below: hmac.compare_digest raised TypeError on non-ASCII str ids (500).
+    base, _app, session = server
+    for sid in ("%C2%80", "%C3%A9t%C3%A9", "%E2%82%AC" * 5):
+        for path in ("/v1/sessions/{sid}", "/v1/sessions/{sid}/token"):
+            r = httpx.request("GET" if path.endswith("{sid}") else "POST", f"http://{base}" + path.format(sid=sid),
+                              headers={"Authorization": f"Bearer {session['token']}"}, timeout=30)
+            assert r.status_code == 401 and r.json()["error"]["code"] == "unauthorized", (path, sid, r.text)
+
+
 @FUZZ
 @given(request=requests, known_session=st.booleans(), x=segment, body=bodies)
 def test_http_answers_are_success_or_4xx_in_the_error_shape(server, request, known_session, x, body):
