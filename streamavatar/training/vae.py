@@ -72,6 +72,10 @@ class VAETrainConfig:
     mouth_radius: float = 6.0
     #: Fraction of training crops placed over the mouth (corpus clips carry the mouth annotation).
     mouth_fraction: float = 0.0
+    #: Decoder robustness to the DiT's latent errors (#22): Gaussian noise of standard deviation drawn uniformly
+    #: in ``[0, latent_noise]`` per clip, in units of each channel's latent std, added to the latents the
+    #: decoder sees (the frames it must produce stay the true ones). Needs ``decoder_only``.
+    latent_noise: float = 0.0
 
     def validate(self) -> None:
         if not trainable_preset(self.preset):
@@ -91,6 +95,11 @@ class VAETrainConfig:
             raise UserInputError("--max-steps must be >= 0 and --eval-clips >= 1")
         if self.decoder_only and self.init_from is None:
             raise UserInputError("--decoder-only needs --init-from (the trained encoder to keep)")
+        if not (math.isfinite(self.latent_noise) and self.latent_noise >= 0):
+            raise UserInputError(f"--latent-noise must be a number >= 0, got {self.latent_noise}")
+        if self.latent_noise > 0 and not self.decoder_only:
+            raise UserInputError("--latent-noise needs --decoder-only (noise is scaled by the fixed latent "
+                                 "statistics of the --init-from encoder)")
         if not (self.mouth_weight >= 0 and self.mouth_radius > 0 and 0 <= self.mouth_fraction <= 1):
             raise UserInputError(f"--mouth-weight must be >= 0, --mouth-radius > 0 and --mouth-fraction in [0, 1]; "
                                  f"got {self.mouth_weight}, {self.mouth_radius}, {self.mouth_fraction}")
@@ -136,6 +145,18 @@ def _lr_factor(step: int, elapsed: float, budget: float, warmup: int) -> float:
     return min(1.0, (step + 1) / warmup) * (0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * frac)))
 
 
+def noised_latents(z: torch.Tensor, latent_std: torch.Tensor, level: float, generator: torch.Generator | None = None
+                   ) -> torch.Tensor:
+    """``z`` (raw latents ``[B, C, T, h, w]``) plus Gaussian noise whose standard deviation, in units of each
+    channel's ``latent_std`` (``[C]``), is drawn uniformly in ``[0, level]`` for each clip."""
+    if level <= 0:
+        return z
+    b, c = z.shape[:2]
+    scale = torch.rand(b, generator=generator) * level
+    noise = torch.randn(z.shape, generator=generator)
+    return z + (noise * scale.view(b, 1, 1, 1, 1) * latent_std.float().view(1, c, 1, 1, 1)).to(z.dtype)
+
+
 @torch.no_grad()
 def latent_statistics(vae: VideoVAE, bank: ClipBank, frames: int, n: int, seed: int, device: str = "cpu",
                       dtype: str = "bf16") -> tuple:
@@ -170,9 +191,13 @@ class VAEReconstruction(Objective):
     #: A run without a discriminator checkpointed ``disc: None``; turning the GAN on later starts one fresh.
     optional_state = frozenset({"disc", "disc_opt"})
 
-    def __init__(self, cfg: VAETrainConfig, vae: VideoVAE, bank: ClipBank, eval_clips: list, out: Path) -> None:
+    def __init__(self, cfg: VAETrainConfig, vae: VideoVAE, bank: ClipBank, eval_clips: list, out: Path,
+                 latent_std: torch.Tensor | None = None) -> None:
         super().__init__()
         self.cfg, self.vae, self.bank, self.eval_clips, self.out = cfg, vae, bank, eval_clips, out
+        if cfg.latent_noise > 0 and latent_std is None:
+            raise ValueError("latent_noise needs the fixed per-channel latent std")
+        self.latent_std = latent_std
         self.trained = vae.net.decoder if cfg.decoder_only else vae.net
         if cfg.decoder_only:
             vae.net.encoder.requires_grad_(False)
@@ -214,6 +239,8 @@ class VAEReconstruction(Objective):
             with torch.set_grad_enabled(not cfg.decoder_only):
                 mu, logvar = vae.encode_moments(x)
             z = mu + torch.exp(0.5 * logvar.float().clamp(-30, 20)) * torch.randn(mu.shape)
+            if cfg.latent_noise > 0:
+                z = noised_latents(z, self.latent_std, cfg.latent_noise)
             recon = vae.decode_raw_train(z)
         parts = reconstruction_losses(recon, x)
         kl = kl_loss(mu, logvar)
@@ -298,7 +325,8 @@ def train_vae(cfg: VAETrainConfig, resume: bool = False, progress: bool = True) 
     eval_clips = [read_video_frames(p, cfg.eval_frames) for p in eval_videos[:cfg.eval_clips]]
     if cfg.mouth_weight > 0 and not train_bank.has_mouths:
         raise UserInputError("--mouth-weight needs corpus clips with annotations.npz beside each video.mp4")
-    objective = VAEReconstruction(cfg, vae, train_bank, eval_clips, out)
+    objective = VAEReconstruction(cfg, vae, train_bank, eval_clips, out,
+                                  latent_std=None if fixed_stats is None else fixed_stats[1])
     tcfg = TrainerConfig(steps=cfg.max_steps or None, max_minutes=cfg.minutes, checkpoint_minutes=cfg.ckpt_minutes,
                          grad_clip=1.0, log_every=cfg.log_every, log_name="train.csv", clock_spans_resumes=True)
     trainer = Trainer(tcfg, objective, out, run_config=asdict(cfg), state=state, progress=progress)
