@@ -162,6 +162,10 @@ def _presets() -> dict[str, ModelConfig]:
     # The tiny DiT on the tiny48 VAE (48 latent channels, same 4x8x8 stride): only the patch embedding and the
     # output head see the channel count, so the cost per chunk is almost that of ``tiny``.
     tiny48 = replace(tiny, name="tiny48", dit=replace(tiny.dit, latent_channels=K.WAN22_VAE_LATENT_CHANNELS))
+    # The tiny DiT on the tiny64s16 VAE (64 channels, 4x16x16, 256x256 video, #22): a 256x256 frame gives the
+    # same 16x16 latent grid as 128x128 did through a stride-8 VAE, so a chunk costs what tiny48's does.
+    tiny64s16 = replace(tiny, name="tiny64s16", dit=replace(tiny.dit, latent_channels=64),
+                        vae_spatial_stride=K.WAN22_VAE_SPATIAL_STRIDE)
     wan21_13b = ModelConfig(
         name="wan2.1-1.3b",
         dit=DiTConfig(dim=1536, ffn_dim=8960, num_heads=12, num_layers=30,
@@ -180,7 +184,7 @@ def _presets() -> dict[str, ModelConfig]:
                       latent_channels=K.WAN22_VAE_LATENT_CHANNELS),
         vae_spatial_stride=K.WAN22_VAE_SPATIAL_STRIDE,
     )
-    return {c.name: c for c in (tiny, tiny48, wan21_13b, wan21_14b, wan22_5b)}
+    return {c.name: c for c in (tiny, tiny48, tiny64s16, wan21_13b, wan21_14b, wan22_5b)}
 
 
 PRESETS: dict[str, ModelConfig] = _presets()
@@ -192,7 +196,7 @@ DEFAULT_VAE = "tiny48"
 
 def model_preset(name: str, **stream_overrides) -> ModelConfig:
     """The :class:`ModelConfig` of a named preset
-    (``tiny``, ``tiny48``, ``wan2.1-1.3b``, ``wan2.1-14b``, ``wan2.2-ti2v-5b``)."""
+    (``tiny``, ``tiny48``, ``tiny64s16``, ``wan2.1-1.3b``, ``wan2.1-14b``, ``wan2.2-ti2v-5b``)."""
     if name not in PRESETS:
         raise ValueError(f"unknown preset {name!r}; expected one of {sorted(PRESETS)}")
     cfg = PRESETS[name]

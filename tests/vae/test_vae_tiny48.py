@@ -52,3 +52,15 @@ def test_training_accepts_tiny_family_presets_only(tmp_path):
     VAETrainConfig(data=str(tmp_path), out=str(tmp_path / "o"), preset="tiny48").validate()
     with pytest.raises(UserInputError, match="only the tiny VAE"):
         VAETrainConfig(data=str(tmp_path), out=str(tmp_path / "o"), preset="wan2.1").validate()
+
+
+def test_every_dit_preset_named_after_a_vae_preset_matches_its_latents():
+    """A DiT preset that shares a tiny VAE preset's name is the DiT for those latents (channels and stride)."""
+    from streamavatar.config import PRESETS
+
+    pairs = [(name, PRESETS[name], vae_preset(name)) for name in PRESETS if name in ("tiny", "tiny48", "tiny64s16")]
+    assert [p[0] for p in pairs] == ["tiny", "tiny48", "tiny64s16"]
+    for _, mc, vc in pairs:
+        assert mc.dit.latent_channels == vc.latent_channels and mc.vae_spatial_stride == vc.spatial_stride
+    # 256x256 through the stride-16 VAE gives tiny48's 16x16 latent grid at 128x128
+    assert 256 // PRESETS["tiny64s16"].vae_spatial_stride == 128 // PRESETS["tiny48"].vae_spatial_stride
