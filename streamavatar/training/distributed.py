@@ -115,7 +115,11 @@ def dist_env(device: str = "cpu") -> DistEnv:
         cuda = torch.device(device).type == "cuda"
         if cuda:
             torch.cuda.set_device(env.local_rank)
-        dist.init_process_group("nccl" if cuda else "gloo")
+        # A worker group that torchrun restarted meets in the same store as the failed one: without a prefix
+        # per attempt, gloo/NCCL would read the dead workers' addresses and fail to connect.
+        store, rank, world = next(dist.rendezvous("env://"))
+        dist.init_process_group("nccl" if cuda else "gloo", store=dist.PrefixStore(f"attempt{env.restart}/", store),
+                                rank=rank, world_size=world)
     return env
 
 

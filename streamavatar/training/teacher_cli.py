@@ -38,6 +38,7 @@ TEACHER_FLAGS: dict[str, dict] = {
     "steps": {"positive": True, "help": "stop after this many steps in all"},
     "max_minutes": {"flag": "--minutes", "positive": True, "help": "stop after this many minutes (this invocation)"},
     "checkpoint_every": {"positive": True},
+    "grad_clip": {"positive": True, "help": "clip the global gradient norm (all ranks) to this"},
     "mouth_weight": {"help": "extra loss weight around the mouth"},
     "nod_weight": {"help": "extra loss weight on latent frames during the ground truth's listening nods"},
     "drop_talk": {},
