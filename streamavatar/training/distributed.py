@@ -50,10 +50,12 @@ class DistEnv:
     local_rank: int = 0
     #: How many times torchrun has restarted the worker group (``TORCHELASTIC_RESTART_COUNT``).
     restart: int = 0
+    #: Started by torchrun (then FSDP runs even on one process: the multi-GPU code path on one GPU).
+    launched: bool = False
 
     @property
     def enabled(self) -> bool:
-        return self.world > 1
+        return self.world > 1 or self.launched
 
     @property
     def is_main(self) -> bool:
@@ -106,11 +108,11 @@ def _env_int(name: str, default: int) -> int:
 
 
 def dist_env(device: str = "cpu") -> DistEnv:
-    """This process's place in a ``torchrun`` job; initialises the process group on first use when
-    ``WORLD_SIZE > 1`` (NCCL for a CUDA ``device``, gloo otherwise)."""
+    """This process's place in a ``torchrun`` job; initialises the process group on first use when started by
+    torchrun or ``WORLD_SIZE > 1`` (NCCL for a CUDA ``device``, gloo otherwise)."""
     world = _env_int("WORLD_SIZE", 1)
     env = DistEnv(world=world, rank=_env_int("RANK", 0), local_rank=_env_int("LOCAL_RANK", 0),
-                  restart=_env_int("TORCHELASTIC_RESTART_COUNT", 0))
+                  restart=_env_int("TORCHELASTIC_RESTART_COUNT", 0), launched="TORCHELASTIC_RUN_ID" in os.environ)
     if env.enabled and not dist.is_initialized():
         cuda = torch.device(device).type == "cuda"
         if cuda:

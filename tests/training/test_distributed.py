@@ -86,9 +86,11 @@ def _assert_same(a: dict, b: dict, atol: float = 2e-6) -> None:
 
 
 def _losses(run: Path) -> list[float]:
+    """Logged loss and pre-clip gradient norm of every step (the norm catches a wrongly scaled gradient that
+    AdamW's scale invariance would hide in the weights)."""
     rows = (run / "train_log.csv").read_text().splitlines()
-    col = rows[0].split(",").index("loss")
-    return [float(r.split(",")[col]) for r in rows[1:]]
+    cols = [rows[0].split(",").index(c) for c in ("loss", "grad_norm")]
+    return [float(r.split(",")[c]) for r in rows[1:] for c in cols]
 
 
 @pytest.mark.slow
