@@ -242,8 +242,11 @@ class Trainer:
         self.dist = D.dist_env(cfg.device)
         self.device = torch.device(D.rank_device(cfg.device, self.dist))
         self.autocast_dtype = AUTOCAST_DTYPES[cfg.autocast]
-        if (self.dist.enabled or cfg.grad_accum > 1) and not objective.distributed:
-            raise UserInputError(f"{objective.desc} does not support torchrun or --grad-accum yet")
+        if (self.dist.enabled or cfg.grad_accum > 1 or cfg.activation_checkpointing) and not objective.distributed:
+            # (activation checkpointing too: a recomputed forward must have no side effects, e.g. no KV-cache
+            # writes of a streaming rollout, which only the opted-in full-sequence objectives guarantee)
+            raise UserInputError(f"{objective.desc} does not support torchrun, --grad-accum or "
+                                 "--activation-checkpointing yet")
         for m in objective.modules.values():
             m.to(self.device)
         #: The sharded (FSDP2) modules and a container of them for the state-dict helpers (empty: 1 process).

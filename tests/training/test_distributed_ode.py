@@ -1,5 +1,5 @@
 """The ODE phase of ``train distill`` with gradient accumulation and activation checkpointing equals one batch,
-and SiD (not distributed yet) refuses --grad-accum with a clear error."""
+and SiD (not distributed yet) refuses both with a clear error."""
 
 from __future__ import annotations
 
@@ -34,8 +34,9 @@ def test_ode_grad_accum_and_activation_checkpointing_equal_one_batch(setup, tmp_
     assert max(float((a[k] - b[k]).abs().max()) for k in a) < 1e-5
 
 
-def test_sid_refuses_grad_accum(setup, tmp_path):  # noqa: F811
+def test_sid_refuses_grad_accum_and_activation_checkpointing(setup, tmp_path):  # noqa: F811
     train_ode(_cfg(setup, tmp_path / "ode", steps=1), progress=False)
-    with pytest.raises(UserInputError, match="grad-accum"):
-        train_sid(_cfg(setup, tmp_path / "sid", phase="sid", init_from=str(tmp_path / "ode"), steps=1, grad_accum=2),
-                  progress=False)
+    for i, over in enumerate(({"grad_accum": 2}, {"activation_checkpointing": True})):
+        with pytest.raises(UserInputError, match="does not support torchrun, --grad-accum or --activation"):
+            train_sid(_cfg(setup, tmp_path / f"sid{i}", phase="sid", init_from=str(tmp_path / "ode"), steps=1,
+                           **over), progress=False)
