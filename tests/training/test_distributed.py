@@ -145,3 +145,21 @@ def test_batch_must_split_over_ranks_and_micro_batches(setup, tmp_path):
     with pytest.raises(UserInputError, match="does not split"):
         train_teacher(replace(setup, out=str(tmp_path / "a"), batch=3, grad_accum=2), progress=False)
     shutil.rmtree(tmp_path / "a", ignore_errors=True)
+
+
+def test_micro_batches_partition_the_global_batch_and_batches_follow_the_step():
+    from streamavatar.training.distributed import DistEnv, GlobalBatches, shard_slices
+
+    for world, accum in ((1, 1), (2, 1), (2, 2), (4, 3)):
+        pieces = [s for r in range(world) for s in shard_slices(24, DistEnv(world=world, rank=r), accum)]
+        covered = sorted(i for s in pieces for i in range(24)[s])
+        assert covered == list(range(24)) and len(pieces) == world * accum
+    with pytest.raises(UserInputError, match="multiple of 6"):
+        shard_slices(8, DistEnv(world=2, rank=0), 3)
+    a, b = GlobalBatches(10, 3, seed=4), GlobalBatches(10, 3, seed=4)
+    first_epoch = torch.cat([a(k) for k in range(3)])  # 10 // 3 batches, the last item dropped
+    assert len(set(first_epoch.tolist())) == 9
+    assert torch.equal(a(7), b(7)) and torch.equal(b(1), a(1))  # a function of the index, in any order
+    assert not torch.equal(torch.cat([a(k) for k in range(3, 6)]), first_epoch)  # a new permutation per epoch
+    with pytest.raises(UserInputError, match="larger than"):
+        GlobalBatches(2, 3, seed=0)
