@@ -128,7 +128,9 @@ def test_a_killed_rank_resumes_with_no_lost_or_repeated_step(setup, tmp_path):
     step 2 by itself. Then one process resumes the 2-rank checkpoint to step 5 and matches a 5-step run."""
     ref, run = tmp_path / "ref", tmp_path / "run"
     train_teacher(replace(setup, out=str(ref), steps=5), progress=False)
-    r = _torchrun(_flags(setup, run, steps=4), {TEST_KILL_AT_STEP_ENV: "3", TEST_KILL_RANK_ENV: "1"}, restarts=1)
+    # with activation checkpointing under FSDP as well (the reference runs without: it must not change a thing)
+    r = _torchrun([*_flags(setup, run, steps=4), "--activation-checkpointing"],
+                  {TEST_KILL_AT_STEP_ENV: "3", TEST_KILL_RANK_ENV: "1"}, restarts=1)
     assert r.returncode == 0, r.stderr[-3000:]
     assert "exitcode: -9" in r.stderr  # the fault did happen (torchrun saw a SIGKILLed worker)
     assert log_steps(run) == [1, 2, 3, 4]
