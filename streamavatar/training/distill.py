@@ -88,6 +88,10 @@ class DistillConfig:
     # --- where the loop runs ---
     device: str = "cpu"
     autocast: str = "bf16"
+    #: ode: micro-batches per optimiser step (``batch`` is the global batch; docs/distributed.md).
+    grad_accum: int = 1
+    #: ode: recompute the student's DiT blocks in the backward pass.
+    activation_checkpointing: bool = False
 
     def __post_init__(self) -> None:
         if self.phase not in PHASES:
@@ -171,7 +175,8 @@ def open_run(cfg: DistillConfig, resume: bool) -> tuple[DistillConfig, dict | No
     saved = DistillConfig(**state["config"])
     if saved.phase != cfg.phase:
         raise UserInputError(f"{cfg.out} holds a {saved.phase!r} run, asked to resume phase {cfg.phase!r}")
-    return replace(saved, max_minutes=cfg.max_minutes, steps=cfg.steps), state
+    return replace(saved, max_minutes=cfg.max_minutes, steps=cfg.steps, grad_accum=cfg.grad_accum,
+                   activation_checkpointing=cfg.activation_checkpointing), state
 
 
 # --- data -------------------------------------------------------------------------------------------------

@@ -23,8 +23,14 @@ def _train(args: argparse.Namespace) -> int:
         from streamavatar.training.ode_init import train_ode as train
     else:
         from streamavatar.training.sid_train import train_sid as train
-    last = train(cfg, resume=args.resume, progress=args.progress or sys.stderr.isatty())
-    print(" ".join(f"{k}={v}" for k, v in last.items()))
+    from streamavatar.training.distributed import dist_env, shutdown
+
+    try:
+        last = train(cfg, resume=args.resume, progress=args.progress or sys.stderr.isatty())
+        if dist_env(cfg.device).is_main:
+            print(" ".join(f"{k}={v}" for k, v in last.items()))
+    finally:
+        shutdown()
     return 0
 
 
@@ -41,6 +47,8 @@ def register(tree) -> None:
     sink.add_argument("--sink-only", dest="rapr", action="store_false",
                       help="ablation: Reference Sink without RAPR (absolute RoPE indices)")
     p.set_defaults(sink=True, rapr=True)
+    p.add_argument("--activation-checkpointing", action="store_true",
+                   help="ode: recompute the student's DiT blocks in the backward pass (less memory, more compute)")
     p.add_argument("--threads", type=int, default=None)
     p.add_argument("--progress", action="store_true",
                    help="show progress bars even when stderr is not a terminal (e.g. redirected to a log file)")
@@ -78,4 +86,6 @@ DISTILL_FLAGS: dict[str, dict] = {
     "split": {"choices": ("train", "val", "test")},
     "device": {"help": "where the training loop runs (e.g. cpu, cuda:0)"},
     "autocast": {"choices": ("bf16", "fp16", "fp32"), "help": "mixed precision of the forward passes"},
+    "grad_accum": {"positive": True, "help": "ode: micro-batches per optimiser step (--batch is the global batch "
+                                              "of a step; torchrun runs the ode phase too)"},
 }

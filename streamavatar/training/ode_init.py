@@ -54,8 +54,9 @@ from streamavatar.training.distill import (
     run_files,
     student_model_config,
 )
+from streamavatar.training.distributed import dist_env, resuming
 from streamavatar.training.teacher import adamw
-from streamavatar.training.trainer import Trainer, autocast, finite
+from streamavatar.training.trainer import CHECKPOINT, Trainer, autocast, finite
 
 #: Two σ closer than this are the same grid point.
 SIGMA_TOL = 1e-6
@@ -156,16 +157,35 @@ def ode_regression_loss(student: AvatarDiT, projector, batch: dict, stream: Stre
 
     ``batch``: ``reference [B, C, 1, h, w]``, ``states [B, L, C, F, h, w]``, ``x0 [B, C, F, h, w]``, raw audio
     windows ``talk``/``listen`` ``[B, F, …]``."""
+    states = batch["states"]
+    level = draw_levels(states.shape[0], states.shape[1], states.shape[3], stream, generator)
+    loss, per_frame, level_f = ode_regression_terms(student, projector, batch, stream, level)
+    n_levels = states.shape[1]
+    per_level = {f"mse_l{k}": float(per_frame[level_f == k].mean()) if (level_f == k).any() else float("nan")
+                 for k in range(n_levels)}
+    return loss, {"loss": float(loss.detach()), **per_level}
+
+
+def draw_levels(b: int, n_levels: int, frames: int, stream: StreamConfig, generator: torch.Generator
+                ) -> torch.Tensor:
+    """The random trajectory level of each chunk of ``b`` windows of ``frames`` latent frames, ``[b, chunks]``."""
+    c = stream.chunk_frames
+    if frames % c:
+        raise UserInputError(f"trajectories of {frames} frames do not split into chunks of {c}")
+    return torch.randint(n_levels, (b, frames // c), generator=generator)
+
+
+def ode_regression_terms(student: AvatarDiT, projector, batch: dict, stream: StreamConfig, level: torch.Tensor
+                         ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """The loss of :func:`ode_regression_loss` at the given chunk ``level`` s, with the detached per-frame
+    error ``[B, F]`` and the level of every frame ``[B, F]``."""
     ref, states, x0 = batch["reference"], batch["states"], batch["x0"]
     b, n_levels, _, f = states.shape[:4]
     c = stream.chunk_frames
-    if f % c:
-        raise UserInputError(f"trajectories of {f} frames do not split into chunks of {c}")
     n = f // c
     sigmas = torch.tensor(few_step_sigmas(stream.timesteps, stream.shift))
     if len(sigmas) != n_levels:
         raise UserInputError(f"trajectories hold {n_levels} levels, the student has {len(sigmas)} steps")
-    level = torch.randint(n_levels, (b, n), generator=generator)
     level_f = level.repeat_interleave(c, dim=1)  # [B, F]
     idx = level_f.view(b, 1, 1, f, 1, 1).expand(-1, 1, states.shape[2], -1, *states.shape[-2:])
     cur = states.gather(1, idx)[:, 0]
@@ -176,11 +196,7 @@ def ode_regression_loss(student: AvatarDiT, projector, batch: dict, stream: Stre
                           sigma_to_timestep(sig_f), talk, listen)
     pred = predicted_x0(out, cur.float(), sig_f.view(b, 1, f, 1, 1), student.cfg.prediction)
     err = (pred - x0.float()).pow(2)
-    loss = err.mean()
-    per_frame = err.detach().mean(dim=(1, 3, 4))
-    per_level = {f"mse_l{k}": float(per_frame[level_f == k].mean()) if (level_f == k).any() else float("nan")
-                 for k in range(n_levels)}
-    return loss, {"loss": float(loss.detach()), **per_level}
+    return err.mean(), err.detach().mean(dim=(1, 3, 4)), level_f
 
 
 # --- trajectory pairs on disk -----------------------------------------------------------------------------
@@ -277,6 +293,7 @@ class ODERegression(StudentObjective):
     """Regression of the block-causal student onto cached teacher ODE trajectories (:func:`ode_regression_loss`)."""
 
     desc = "distill ode"
+    distributed = True
 
     def __init__(self, cfg: DistillConfig, out: Path, teacher_info: dict, student_mc, model: AvatarDiT, projector,
                  pairs: dict, windows) -> None:
@@ -290,31 +307,53 @@ class ODERegression(StudentObjective):
         self.columns = ["loss", "grad_norm"] + [f"mse_l{k}" for k in range(n_levels)] + ["pairs"]
 
     def train_step(self, trainer: Trainer) -> dict | None:
-        rows = torch.randint(len(self.pairs["items"]), (self.cfg.batch,), generator=self.generator)
-        batch = pair_batch(self.pairs, self.windows, rows)
-        with trainer.autocast():
-            loss, stats = ode_regression_loss(self.modules["model"], self.modules["projector"], batch, self.stream,
-                                              self.generator)
-        gn = trainer.backward_step("optimizer", loss)
+        """The global batch's rows and chunk levels are drawn on every rank alike; each rank regresses its
+        micro-batches (docs/distributed.md). Equal micro-batches: the global mean is the mean of their means."""
+        b = self.cfg.batch
+        rows = torch.randint(len(self.pairs["items"]), (b,), generator=self.generator)
+        states = self.pairs["states"]
+        level = draw_levels(b, states.shape[1], states.shape[3], self.stream, self.generator)
+        slices = trainer.shards(b)
+        n_levels = states.shape[1]
+        totals = torch.zeros(1 + 2 * n_levels, dtype=torch.float64)  # loss, per-level error sums and counts
+
+        def micro_loss(i: int) -> torch.Tensor:
+            batch = pair_batch(self.pairs, self.windows, rows[slices[i]])
+            with trainer.autocast():
+                loss, per_frame, level_f = ode_regression_terms(self.modules["model"], self.modules["projector"],
+                                                                batch, self.stream, level[slices[i]])
+            totals[0] += float(loss.detach())
+            for k in range(n_levels):
+                totals[1 + k] += float(per_frame[level_f == k].sum())
+                totals[1 + n_levels + k] += float((level_f == k).sum())
+            return loss / trainer.cfg.grad_accum
+
+        gn = trainer.backward_step("optimizer", micro_loss)
+        totals = trainer.sum_across_ranks(totals)
         if not finite(gn):
             return None
-        return {**stats, "grad_norm": gn, "pairs": len(self.pairs["items"])}
+        parts = trainer.dist.world * trainer.cfg.grad_accum
+        per_level = {f"mse_l{k}": float(totals[1 + k] / totals[1 + n_levels + k])
+                     if totals[1 + n_levels + k] > 0 else float("nan") for k in range(n_levels)}
+        return {"loss": float(totals[0]) / parts, **per_level, "grad_norm": gn, "pairs": len(self.pairs["items"])}
 
 
 def train_ode(cfg: DistillConfig, resume: bool = False, progress: bool = True, on_checkpoint=None) -> dict:
     """Run (or resume) ODE initialisation in ``cfg.out``; returns the last logged row."""
     t_start = time.monotonic()
     out = Path(cfg.out)
-    cfg, state = open_run(cfg, resume)
+    env = dist_env(cfg.device)
+    cfg, state = open_run(cfg, resuming(resume, env, out / CHECKPOINT))
     teacher, t_proj, t_info = load_run(cfg.teacher)
     check_teacher(cfg, t_info, f"teacher {cfg.teacher}")
     mc = student_model_config(t_info, cfg)
     frames = int(t_info.get("train", {}).get("frames", 3 * mc.stream.chunk_frames))
     out.mkdir(parents=True, exist_ok=True)
     torch.manual_seed(cfg.seed)
-    windows = load_windows(cfg, t_info, frames, progress)
-    pairs_store = TrajectoryPairs(cfg, teacher, t_proj, t_info, windows, mc.stream)
-    pairs_store.ensure(progress, deadline=t_start + 60 * cfg.max_minutes)
+    with env.main_first():  # rank 0 encodes features and samples the teacher's trajectories; the others read
+        windows = load_windows(cfg, t_info, frames, progress and env.is_main)
+        pairs_store = TrajectoryPairs(cfg, teacher, t_proj, t_info, windows, mc.stream)
+        pairs_store.ensure(progress and env.is_main, deadline=t_start + 60 * cfg.max_minutes)
     pairs = pairs_store.load()
     del teacher
 

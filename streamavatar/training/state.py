@@ -38,7 +38,17 @@ def clipped_step(opt: torch.optim.Optimizer, params: list, loss: torch.Tensor, m
     is not finite, in which case the gradients are dropped and nothing changes. Returns the pre-clip norm."""
     opt.zero_grad(set_to_none=True)
     loss.backward()
-    norm = float(torch.nn.utils.clip_grad_norm_(params, max_norm))
+    return clip_and_step(opt, params, max_norm)
+
+
+def clip_and_step(opt: torch.optim.Optimizer, params: list, max_norm: float) -> float:
+    """Clip the gradients already on ``params`` to a global norm of ``max_norm`` and step ``opt`` (dropping the
+    gradients if the norm is not finite). With FSDP-sharded (DTensor) gradients the norm is the norm over all
+    ranks' shards, so every rank clips alike and takes the same decision. Returns the pre-clip norm."""
+    norm = torch.nn.utils.clip_grad_norm_(params, max_norm)
+    if hasattr(norm, "full_tensor"):  # a DTensor: reduce the partial norms of the shards
+        norm = norm.full_tensor()
+    norm = float(norm)
     if math.isfinite(norm):
         opt.step()
     else:

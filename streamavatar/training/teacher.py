@@ -23,6 +23,7 @@ from streamavatar.errors import UserInputError
 from streamavatar.models.avatar_model import DIT_PREFIX, PROJECTOR_PREFIX, AvatarModel
 from streamavatar.models.dit import AvatarDiT
 from streamavatar.models.widen import widen_model
+from streamavatar.training.distributed import GlobalBatches, RankBatches, dist_env, resuming
 from streamavatar.training.trainer import CHECKPOINT, LOG, Objective, Trainer, finite, open_checkpoint, trainer_config
 
 __all__ = ["CHECKPOINT", "CONFIG", "LOG", "WEIGHTS", "TeacherTrainConfig", "train_teacher"]
@@ -68,6 +69,10 @@ class TeacherTrainConfig:
     #: Where the loop runs and its mixed precision (``bf16`` | ``fp16`` | ``fp32``).
     device: str = "cpu"
     autocast: str = "bf16"
+    #: Micro-batches per optimiser step (``batch`` is the global batch of a step, split over ranks and these).
+    grad_accum: int = 1
+    #: Recompute the DiT blocks in the backward pass (less activation memory, about a third more compute).
+    activation_checkpointing: bool = False
 
     def __post_init__(self) -> None:
         for name in ("drop_talk", "drop_listen", "drop_reference"):
@@ -86,32 +91,50 @@ def teacher_model_config(cfg: TeacherTrainConfig) -> ModelConfig:
     return replace(mc, dit=replace(mc.dit, prediction=cfg.prediction))
 
 
-def flow_matching_loss(model: AvatarDiT, projector, batch: dict, cfg: TeacherTrainConfig,
-                       generator: torch.Generator) -> tuple[torch.Tensor, dict]:
-    """Weighted flow-matching loss of one batch of windows (see the module docstring)."""
-    x = batch["latents"]
-    b = x.shape[0]
-    ref, x0 = x[:, :, :1], x[:, :, 1:]
+def flow_draws(b: int, shape: tuple[int, ...], cfg: TeacherTrainConfig, generator: torch.Generator
+               ) -> dict[str, torch.Tensor]:
+    """The random draws of a batch of ``b`` windows whose generated latents are ``shape`` (``[C, F, h, w]``):
+    σ, the noise and the three classifier-free keep masks, each with the batch first (so a part of the batch
+    is a slice of every draw)."""
     sigma = shift_sigma(torch.rand(b, generator=generator), cfg.train_shift)
-    s = sigma.view(b, 1, 1, 1, 1)
-    noise = torch.randn(x0.shape, generator=generator)
-    xt = (1 - s) * x0 + s * noise
+    noise = torch.randn((b, *shape), generator=generator)
 
     def keep(p: float) -> torch.Tensor:
         return (torch.rand(b, generator=generator) >= p).float()
 
-    k_talk, k_listen, k_ref = keep(cfg.drop_talk), keep(cfg.drop_listen), keep(cfg.drop_reference)
-    talk = batch["talk"] * k_talk.view(b, 1, 1, 1, 1)
-    listen = batch["listen"] * k_listen.view(b, 1, 1, 1, 1)
-    ref_in = ref * k_ref.view(b, 1, 1, 1, 1)
+    return {"sigma": sigma, "noise": noise, "keep_talk": keep(cfg.drop_talk), "keep_listen": keep(cfg.drop_listen),
+            "keep_ref": keep(cfg.drop_reference)}
+
+
+def flow_matching_terms(model: AvatarDiT, projector, batch: dict, draws: dict[str, torch.Tensor]
+                        ) -> tuple[torch.Tensor, torch.Tensor]:
+    """The weighted squared-error sum of a batch (the loss is it over the batch's weight sum) and the
+    per-window mean squared error ``[B]`` (detached)."""
+    x = batch["latents"]
+    b = x.shape[0]
+    ref, x0 = x[:, :, :1], x[:, :, 1:]
+    sigma, noise = draws["sigma"], draws["noise"]
+    s = sigma.view(b, 1, 1, 1, 1)
+    xt = (1 - s) * x0 + s * noise
+    talk = batch["talk"] * draws["keep_talk"].view(b, 1, 1, 1, 1)
+    listen = batch["listen"] * draws["keep_listen"].view(b, 1, 1, 1, 1)
+    ref_in = ref * draws["keep_ref"].view(b, 1, 1, 1, 1)
     talk_tokens, listen_tokens = projector(talk, listen)
     seq, t = reference_input(ref_in, xt, sigma)
     out = model(seq, t, talk_audio=talk_tokens, listen_audio=listen_tokens, reference=ref_in)[:, :, 1:]
     target = x0 if model.cfg.prediction == "x0" else noise - x0
     err = (out.float() - target).pow(2).mean(dim=1)  # [B, F, h, w]
-    w = batch["weight"]
-    loss = (err * w).sum() / w.sum()
-    return loss, {"loss": float(loss.detach()), "mse": float(err.detach().mean()), "sigma": float(sigma.mean())}
+    return (err * batch["weight"]).sum(), err.detach().mean(dim=(1, 2, 3))
+
+
+def flow_matching_loss(model: AvatarDiT, projector, batch: dict, cfg: TeacherTrainConfig,
+                       generator: torch.Generator) -> tuple[torch.Tensor, dict]:
+    """Weighted flow-matching loss of one batch of windows (see the module docstring)."""
+    x = batch["latents"]
+    draws = flow_draws(x.shape[0], tuple(x[:, :, 1:].shape[1:]), cfg, generator)
+    weighted, mse = flow_matching_terms(model, projector, batch, draws)
+    loss = weighted / batch["weight"].sum()
+    return loss, {"loss": float(loss.detach()), "mse": float(mse.mean()), "sigma": float(draws["sigma"].mean())}
 
 
 def _collate(items: list[dict]) -> dict:
@@ -156,38 +179,70 @@ def load_training_inputs(cfg: TeacherTrainConfig, split: str, progress: bool):
 
 
 class TeacherObjective(Objective):
-    """Flow matching of the bidirectional teacher (:func:`flow_matching_loss`) over shuffled corpus windows."""
+    """Flow matching of the bidirectional teacher (:func:`flow_matching_loss`) over shuffled corpus windows.
+
+    Global batch ``b`` of step ``s`` is :class:`~streamavatar.training.distributed.GlobalBatches` item ``s``
+    (a function of the step, so a resumed run draws what an uninterrupted one does); every rank draws the
+    whole batch's noise from the shared generator and trains on its own micro-batches of it."""
 
     columns = ["loss", "mse", "sigma", "lr", "grad_norm"]
     desc = "teacher"
+    distributed = True
 
     def __init__(self, cfg: TeacherTrainConfig, bundle: AvatarModel, windows, start_step: int) -> None:
         super().__init__()
         self.cfg = cfg
         self.bundle = bundle
+        self.windows = windows
         model, projector = bundle.dit, bundle.projector
         self.modules = {"model": model, "projector": projector}
         params = list(model.parameters()) + list(projector.parameters())
         self.optimizers = {"optimizer": (adamw(params, cfg.lr, cfg.weight_decay), params)}
         self.ema_modules = ["model", "projector"]
         self.generator.manual_seed(cfg.seed)
-        loader_gen = torch.Generator().manual_seed(cfg.seed + start_step)
-        self.loader = DataLoader(windows, batch_size=cfg.batch, shuffle=True, drop_last=True, collate_fn=_collate,
-                                 generator=loader_gen, num_workers=cfg.workers)
-        self._batches = self._forever()
+        self.global_batches = GlobalBatches(len(windows), cfg.batch, cfg.seed)
+        #: Global batches drawn so far (checkpointed; a dropped step draws one too).
+        self.drawn = start_step
+        self._micro = None
 
-    def _forever(self):
-        while True:
-            yield from self.loader
+    def state_dict(self) -> dict:
+        return {"batches_drawn": self.drawn}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.drawn = int(state.get("batches_drawn", state["step"]))
+
+    def _next_micro_batches(self, trainer: Trainer) -> tuple[list[dict], list[slice]]:
+        slices = trainer.shards(self.cfg.batch)
+        if self._micro is None:
+            sampler = RankBatches(self.global_batches, self.drawn, slices)
+            self._micro = iter(DataLoader(self.windows, batch_sampler=sampler, collate_fn=_collate,
+                                          num_workers=self.cfg.workers))
+        self.drawn += 1
+        return [next(self._micro) for _ in slices], slices
 
     def train_step(self, trainer: Trainer) -> dict | None:
-        batch = next(self._batches)
-        with trainer.autocast():
-            loss, stats = flow_matching_loss(self.bundle.dit, self.bundle.projector, batch, self.cfg, self.generator)
-        gn = trainer.backward_step("optimizer", loss)
+        micro, slices = self._next_micro_batches(trainer)
+        shape = tuple(micro[0]["latents"][:, :, 1:].shape[1:])
+        draws = flow_draws(self.cfg.batch, shape, self.cfg, self.generator)
+        weight_sum = float(trainer.sum_across_ranks(sum(mb["weight"].sum() for mb in micro)))
+        # FSDP averages gradients over ranks: each rank's share of the global loss, times the world size
+        scale = trainer.dist.world / weight_sum
+        totals = torch.zeros(2, dtype=torch.float64)  # weighted error sum, per-window mse sum
+
+        def micro_loss(i: int) -> torch.Tensor:
+            part = {k: v[slices[i]] for k, v in draws.items()}
+            with trainer.autocast():
+                weighted, mse = flow_matching_terms(self.bundle.dit, self.bundle.projector, micro[i], part)
+            totals[0] += float(weighted.detach())
+            totals[1] += float(mse.sum())
+            return weighted * scale
+
+        gn = trainer.backward_step("optimizer", micro_loss)
+        totals = trainer.sum_across_ranks(totals)
         if not finite(gn):
             return None
-        return {**stats, "lr": self.cfg.lr, "grad_norm": gn}
+        return {"loss": float(totals[0]) / weight_sum, "mse": float(totals[1]) / self.cfg.batch,
+                "sigma": float(draws["sigma"].mean()), "lr": self.cfg.lr, "grad_norm": gn}
 
     def export(self, trainer: Trainer) -> None:
         """``teacher.safetensors`` (bf16 EMA) + ``teacher.json``."""
@@ -210,15 +265,19 @@ def train_teacher(cfg: TeacherTrainConfig, resume: bool = False, progress: bool 
                   on_checkpoint=None) -> dict:
     """Train (or resume) a teacher run in ``cfg.out``; returns the last logged row."""
     out = Path(cfg.out)
-    state = open_checkpoint(out, resume)
+    env = dist_env(cfg.device)
+    state = open_checkpoint(out, resuming(resume, env, out / CHECKPOINT))
     if state is not None:
         saved = TeacherTrainConfig(**state["config"])
         if saved.preset != cfg.preset:
             raise UserInputError(f"checkpoint in {out} is preset {saved.preset!r}, asked for {cfg.preset!r}")
-        cfg = replace(saved, max_minutes=cfg.max_minutes, steps=cfg.steps, data=cfg.data, out=cfg.out)
+        # the parallel layout may change on resume (world size, micro-batches), the global batch may not
+        cfg = replace(saved, max_minutes=cfg.max_minutes, steps=cfg.steps, data=cfg.data, out=cfg.out,
+                      grad_accum=cfg.grad_accum, activation_checkpointing=cfg.activation_checkpointing)
     out.mkdir(parents=True, exist_ok=True)
     torch.manual_seed(cfg.seed)
-    _, frontend, windows = load_training_inputs(cfg, cfg.split, progress)
+    with env.main_first():  # rank 0 encodes the feature cache, the others read it
+        _, frontend, windows = load_training_inputs(cfg, cfg.split, progress and env.is_main)
     mc = teacher_model_config(cfg)
     pc = projector_config(mc, frontend)
     bundle = AvatarModel(mc, pc, {"train": asdict(cfg), "audio": frontend.describe()}, kind="teacher")
@@ -238,5 +297,6 @@ def train_teacher(cfg: TeacherTrainConfig, resume: bool = False, progress: bool 
     objective = TeacherObjective(cfg, bundle, windows, start_step)
     trainer = Trainer(trainer_config(cfg), objective, out, run_config=asdict(cfg), state=state, progress=progress,
                       on_checkpoint=on_checkpoint)
-    bundle.save_config(out)
+    if env.is_main:
+        bundle.save_config(out)
     return trainer.fit()

@@ -11,13 +11,18 @@ from streamavatar.config_flags import add_config_flags, config_from_args
 def _train(args: argparse.Namespace) -> int:
     import torch
 
+    from streamavatar.training.distributed import dist_env, shutdown
     from streamavatar.training.teacher import TeacherTrainConfig, train_teacher
 
     if args.threads:
         torch.set_num_threads(args.threads)
     cfg = config_from_args(TeacherTrainConfig, args)
-    last = train_teacher(cfg, resume=args.resume, progress=sys.stderr.isatty())
-    print(" ".join(f"{k}={v}" for k, v in last.items()))
+    try:
+        last = train_teacher(cfg, resume=args.resume, progress=sys.stderr.isatty())
+        if dist_env(cfg.device).is_main:
+            print(" ".join(f"{k}={v}" for k, v in last.items()))
+    finally:
+        shutdown()
     return 0
 
 
@@ -33,6 +38,7 @@ TEACHER_FLAGS: dict[str, dict] = {
     "steps": {"positive": True, "help": "stop after this many steps in all"},
     "max_minutes": {"flag": "--minutes", "positive": True, "help": "stop after this many minutes (this invocation)"},
     "checkpoint_every": {"positive": True},
+    "grad_clip": {"positive": True, "help": "clip the global gradient norm (all ranks) to this"},
     "mouth_weight": {"help": "extra loss weight around the mouth"},
     "nod_weight": {"help": "extra loss weight on latent frames during the ground truth's listening nods"},
     "drop_talk": {},
@@ -46,6 +52,8 @@ TEACHER_FLAGS: dict[str, dict] = {
     "init_from": {"help": "start from the exported weights of an earlier run folder"},
     "device": {"help": "where the training loop runs (e.g. cpu, cuda:0)"},
     "autocast": {"choices": ("bf16", "fp16", "fp32"), "help": "mixed precision of the forward passes"},
+    "grad_accum": {"positive": True, "help": "micro-batches per optimiser step (--batch is the global batch of a "
+                                              "step: ranks x micro-batches x micro-batch size)"},
 }
 
 
@@ -64,6 +72,8 @@ def register(tree) -> None:
     from streamavatar.training.teacher import TeacherTrainConfig
 
     add_config_flags(p, TeacherTrainConfig, TEACHER_FLAGS)
+    p.add_argument("--activation-checkpointing", action="store_true",
+                   help="recompute the DiT blocks in the backward pass (less memory, more compute)")
     p.add_argument("--resume", action="store_true", help="continue the run in --out from its last checkpoint")
     p.add_argument("--threads", type=int, default=None)
 

@@ -14,9 +14,13 @@ Checkpoint layout (``checkpoint.pt``, unchanged since wave 1, so older runs resu
 name (``model``, ``projector``, ``fake``, …), one per optimiser name (``optimizer``, ``fake_optimizer``, …),
 ``ema_<module>`` for each averaged module, ``rng``, ``generator``, ``config`` and ``step``.
 
-Extension points kept for later work: a distributed backend replaces :meth:`Trainer.backward_step` (gradient
-all-reduce / FSDP sharded clipping) and :meth:`Trainer.save` (rank 0 writes) without touching objectives; an
-adversarial objective declares two optimisers and steps both from its ``train_step``, as SiD already does.
+Under ``torchrun`` (``WORLD_SIZE > 1``) the trainer shards the trained modules with FSDP2, reduces and clips
+gradients globally in :meth:`Trainer.backward_step`, agrees on stopping and checkpointing across ranks, and
+writes full (unsharded) checkpoints from rank 0 in the layout above (:mod:`~streamavatar.training.distributed`;
+docs/distributed.md). An objective opts in with :attr:`Objective.distributed`: it draws the global batch, keeps
+its part (:meth:`Trainer.shards`) and passes :meth:`Trainer.backward_step` one loss per micro-batch (gradient
+accumulation). An adversarial objective declares two optimisers and steps both from its ``train_step``, as SiD
+already does.
 """
 
 from __future__ import annotations
@@ -35,7 +39,16 @@ from torch import nn
 from tqdm import tqdm
 
 from streamavatar.errors import UserInputError
-from streamavatar.training.state import EMA, clipped_step, load_checkpoint, rng_state, save_atomic, set_rng_state
+from streamavatar.training import distributed as D
+from streamavatar.training.state import (
+    EMA,
+    clip_and_step,
+    clipped_step,
+    load_checkpoint,
+    rng_state,
+    save_atomic,
+    set_rng_state,
+)
 
 CHECKPOINT = "checkpoint.pt"
 LOG = "train_log.csv"
@@ -63,10 +76,16 @@ class TrainerConfig:
     log_name: str = LOG
     #: Whether the time budget counts training time across resumes (else each invocation gets ``max_minutes``).
     clock_spans_resumes: bool = False
+    #: Micro-batches per optimiser step (the objective splits its global batch; needs ``Objective.distributed``).
+    grad_accum: int = 1
+    #: Recompute the DiT blocks (a trained module's ``blocks``) in the backward pass to save activation memory.
+    activation_checkpointing: bool = False
 
     def __post_init__(self) -> None:
         if self.autocast not in AUTOCAST_DTYPES:
             raise UserInputError(f"autocast must be one of {sorted(AUTOCAST_DTYPES)}, got {self.autocast!r}")
+        if self.grad_accum <= 0:
+            raise UserInputError(f"grad_accum must be positive, got {self.grad_accum}")
         if self.checkpoint_every < 0 or self.log_every <= 0:
             raise UserInputError(f"checkpoint_every must be >= 0 and log_every > 0, got {self.checkpoint_every}, "
                                  f"{self.log_every}")
@@ -84,7 +103,9 @@ def trainer_config(cfg) -> TrainerConfig:
     """The loop settings of a run config with ``steps``, ``max_minutes``, ``checkpoint_every``, ``grad_clip``,
     ``ema``, ``device`` and ``autocast`` fields (teacher and distillation runs)."""
     return TrainerConfig(steps=cfg.steps, max_minutes=cfg.max_minutes, checkpoint_every=cfg.checkpoint_every,
-                         grad_clip=cfg.grad_clip, ema=cfg.ema, device=cfg.device, autocast=cfg.autocast)
+                         grad_clip=cfg.grad_clip, ema=cfg.ema, device=cfg.device, autocast=cfg.autocast,
+                         grad_accum=getattr(cfg, "grad_accum", 1),
+                         activation_checkpointing=getattr(cfg, "activation_checkpointing", False))
 
 
 class Objective:
@@ -109,6 +130,10 @@ class Objective:
     optional_state: frozenset[str] = frozenset()
     #: Name of the time column of the log.
     clock_column: str = "minutes"
+    #: Whether the objective runs under torchrun and with gradient accumulation: it draws the same global
+    #: batch on every rank, keeps ``trainer.shards(batch)`` and passes ``backward_step`` a loss per micro-batch
+    #: scaled as :mod:`~streamavatar.training.distributed` says.
+    distributed: bool = False
 
     def train_step(self, trainer: Trainer) -> dict[str, Any] | None:
         """One step: compute losses under ``trainer.autocast()``, step optimisers with
@@ -214,28 +239,82 @@ class Trainer:
         self._started = time.monotonic() if started is None else started
         self._paused_s = 0.0
         self._elapsed_before = 0.0
-        self.device = torch.device(cfg.device)
+        self.dist = D.dist_env(cfg.device)
+        self.device = torch.device(D.rank_device(cfg.device, self.dist))
         self.autocast_dtype = AUTOCAST_DTYPES[cfg.autocast]
+        if (self.dist.enabled or cfg.grad_accum > 1 or cfg.activation_checkpointing) and not objective.distributed:
+            # (activation checkpointing too: a recomputed forward must have no side effects, e.g. no KV-cache
+            # writes of a streaming rollout, which only the opted-in full-sequence objectives guarantee)
+            raise UserInputError(f"{objective.desc} does not support torchrun, --grad-accum or "
+                                 "--activation-checkpointing yet")
         for m in objective.modules.values():
             m.to(self.device)
+        #: The sharded (FSDP2) modules and a container of them for the state-dict helpers (empty: 1 process).
+        self._sharded: dict[str, nn.Module] = {}
+        self._root = nn.ModuleDict()
+        trained = self._trained_modules()
+        if cfg.activation_checkpointing and not sum(D.apply_activation_checkpointing(m) for m in trained.values()):
+            raise UserInputError(f"{objective.desc}: no trained module has blocks to checkpoint")
+        if self.dist.enabled:
+            self._shard(trained)
         self.ema = {name: EMA(objective.modules[name], cfg.ema) for name in objective.ema_modules}
+        self._full_ema: dict[str, dict[str, torch.Tensor]] = {}
         self.step = 0
         self.last: dict[str, Any] = {}
         self.history: list[dict[str, Any]] = []
         if state is not None:
             self.load_state_dict(state)
 
+    def _trained_modules(self) -> dict[str, nn.Module]:
+        """The modules holding parameters some optimiser steps."""
+        trained = {id(p) for _, params in self.objective.optimizers.values() for p in params}
+        return {n: m for n, m in self.objective.modules.items() if any(id(p) in trained for p in m.parameters())}
+
+    def _shard(self, trained: dict[str, nn.Module]) -> None:
+        """FSDP2 on every trained module; the optimisers are pointed at the sharded parameters."""
+        o = self.objective
+        self._root = nn.ModuleDict(trained)
+        before = {id(p): n for n, p in self._root.named_parameters()}
+        policy = D.fsdp_policy(self.device, self.cfg.autocast)
+        for m in trained.values():
+            D.shard_module(m, policy)
+        self._sharded = dict(trained)
+        after = dict(self._root.named_parameters())
+        for key, (opt, params) in o.optimizers.items():
+            D.rebind_optimizer(opt, before, after)
+            o.optimizers[key] = (opt, [after[before[id(p)]] for p in params])
+
     # --- what objectives call -------------------------------------------------------------------------------
     def autocast(self) -> contextlib.AbstractContextManager:
         """Mixed precision on the trainer's device (a no-op for ``fp32``)."""
         return autocast(self.cfg.device, self.cfg.autocast)
 
-    def backward_step(self, optimizer: str, loss: torch.Tensor, clip: bool = True) -> float:
+    def backward_step(self, optimizer: str, loss: torch.Tensor | Callable[[int], torch.Tensor],
+                      clip: bool = True) -> float:
         """Backward ``loss``, clip (unless ``clip=False`` or no ``grad_clip``) and step the named optimiser;
-        returns the pre-clip gradient norm (not finite: nothing changed)."""
+        returns the pre-clip global gradient norm (not finite: nothing changed).
+
+        ``loss`` may be a function of the micro-batch index: it is called and backwarded ``grad_accum`` times
+        (gradients summed; under FSDP reduced across ranks only after the last), then one step is taken."""
         opt, params = self.objective.optimizers[optimizer]
         max_norm = self.cfg.grad_clip if clip and self.cfg.grad_clip is not None else math.inf
-        return clipped_step(opt, params, loss, max_norm)
+        if not callable(loss):
+            return clipped_step(opt, params, loss, max_norm)
+        opt.zero_grad(set_to_none=True)
+        n = self.cfg.grad_accum
+        for i in range(n):
+            if self._sharded:
+                D.set_gradient_sync(list(self._sharded.values()), i == n - 1)
+            loss(i).backward()
+        return clip_and_step(opt, params, max_norm)
+
+    def shards(self, batch: int) -> list[slice]:
+        """This rank's micro-batches (``grad_accum`` slices) of a global batch of ``batch`` items."""
+        return D.shard_slices(batch, self.dist, self.cfg.grad_accum)
+
+    def sum_across_ranks(self, values: torch.Tensor) -> torch.Tensor:
+        """``values`` (any shape) summed over ranks, float64 on CPU (itself in one process)."""
+        return self.dist.sum(values)
 
     @property
     def seconds(self) -> float:
@@ -267,16 +346,33 @@ class Trainer:
 
     # --- state ----------------------------------------------------------------------------------------------
     def ema_state(self, name: str) -> dict[str, torch.Tensor]:
-        """The EMA shadow of module ``name`` (float32, the module's state-dict keys)."""
+        """The EMA shadow of module ``name`` (float32, the module's state-dict keys; under torchrun the full
+        shadow gathered by the last checkpoint, on rank 0)."""
+        if self._sharded:
+            return self._full_ema[name]
         return self.ema[name].shadow
 
     def state_dict(self) -> dict:
+        """The checkpoint (under torchrun a collective: full tensors on rank 0, partial entries elsewhere)."""
         o = self.objective
-        state: dict[str, Any] = {"step": self.step, "elapsed_s": self.seconds}
-        state.update({name: m.state_dict() for name, m in o.modules.items()})
-        state.update({name: opt.state_dict() for name, (opt, _) in o.optimizers.items()})
-        state.update({f"ema_{name}": e.shadow for name, e in self.ema.items()})
-        state.update({"rng": rng_state(), "generator": o.generator.get_state(), "config": self.run_config})
+        if not self._sharded:
+            state: dict[str, Any] = {"step": self.step, "elapsed_s": self.seconds}
+            state.update({name: m.state_dict() for name, m in o.modules.items()})
+            state.update({name: opt.state_dict() for name, (opt, _) in o.optimizers.items()})
+            state.update({f"ema_{name}": e.shadow for name, e in self.ema.items()})
+            state.update({"rng": rng_state(), "generator": o.generator.get_state(), "config": self.run_config})
+            state.update(o.state_dict())
+            return state
+        main = self.dist.is_main
+        state = {"step": self.step, "elapsed_s": self.seconds}
+        state.update({name: D.full_model_state(m) if name in self._sharded else m.state_dict()
+                      for name, m in o.modules.items()})
+        state.update({name: D.full_optimizer_state(self._root, opt, main) for name, (opt, _) in o.optimizers.items()})
+        self._full_ema = {name: D.full_tensors(e.shadow, main) for name, e in self.ema.items()}
+        state.update({f"ema_{name}": shadow for name, shadow in self._full_ema.items()})
+        ranks = self.dist.gather_objects(rng_state())
+        state.update({"rng": ranks[0], "rng_ranks": ranks, "generator": o.generator.get_state(),
+                      "config": self.run_config, "world_size": self.dist.world})
         state.update(o.state_dict())
         return state
 
@@ -293,14 +389,24 @@ class Trainer:
         o = self.objective
         for name, m in o.modules.items():
             if (entry := self._entry(state, name)) is not None:
-                m.load_state_dict(entry)
+                if name in self._sharded:
+                    D.load_full_model_state(m, entry)
+                else:
+                    m.load_state_dict(entry)
         for name, (opt, _) in o.optimizers.items():
             if (entry := self._entry(state, name)) is not None:
-                opt.load_state_dict(entry)
+                if self._sharded:
+                    D.load_full_optimizer_state(self._root, opt, entry)
+                else:
+                    opt.load_state_dict(entry)
         for name, e in self.ema.items():
-            e.shadow = state[f"ema_{name}"]
+            full = state[f"ema_{name}"]
+            e.shadow = D.shard_like(full, e.shadow) if name in self._sharded else full
         self.step = int(state["step"])
-        if "rng" in state:
+        ranks = state.get("rng_ranks")
+        if ranks is not None and len(ranks) == self.dist.world:
+            set_rng_state(ranks[self.dist.rank])
+        elif "rng" in state:
             set_rng_state(state["rng"])
         if "generator" in state:
             o.generator.set_state(state["generator"])
@@ -309,13 +415,17 @@ class Trainer:
         o.load_state_dict(state)
 
     def save(self) -> None:
-        """Atomic checkpoint, then the objective's export and the ``on_checkpoint`` hook."""
+        """Atomic checkpoint, then the objective's export and the ``on_checkpoint`` hook (under torchrun every
+        rank gathers, rank 0 writes, and all wait for it)."""
         if self.out is None:
             return
-        save_atomic(self.state_dict(), self.out / CHECKPOINT)
-        self.objective.export(self)
-        if self.on_checkpoint is not None:
-            self.on_checkpoint(self.step, self.out)
+        state = self.state_dict()
+        if self.dist.is_main:
+            save_atomic(state, self.out / CHECKPOINT)
+            self.objective.export(self)
+            if self.on_checkpoint is not None:
+                self.on_checkpoint(self.step, self.out)
+        self.dist.barrier()
 
     # --- the loop -------------------------------------------------------------------------------------------
     def _done(self) -> bool:
@@ -326,14 +436,15 @@ class Trainer:
         Returns the last logged row."""
         o = self.objective
         columns = ["step", o.clock_column, *o.columns]
-        if self.out is not None:
+        main = self.dist.is_main
+        if self.out is not None and main:
             self.out.mkdir(parents=True, exist_ok=True)
-        log = TrainLog(self.out / self.cfg.log_name if self.out is not None else None, columns, self.cfg.steps,
-                       self.step, o.desc, self.progress)
+        log = TrainLog(self.out / self.cfg.log_name if self.out is not None and main else None, columns,
+                       self.cfg.steps, self.step, o.desc, self.progress and main)
         self.history = log.rows
         last_ckpt = self.seconds
         try:
-            while not self._done():
+            while not self.dist.any([self._done()])[0]:
                 for m in o.modules.values():
                     m.train()
                 stats = o.train_step(self)
@@ -351,11 +462,12 @@ class Trainer:
                 by_steps = self.cfg.checkpoint_every and self.step % self.cfg.checkpoint_every == 0
                 by_time = (self.cfg.checkpoint_minutes is not None
                            and self.seconds - last_ckpt >= 60 * self.cfg.checkpoint_minutes)
-                if by_steps or by_time:
+                if by_steps or (self.dist.any([by_time])[0] if self.cfg.checkpoint_minutes is not None else False):
                     with self.paused():
                         log.flush()
                         self.save()
                     last_ckpt = self.seconds
+                D.maybe_test_kill(self.step, self.dist)
         finally:
             log.close()
         o.finish(self)

@@ -23,9 +23,26 @@ def _train(args: argparse.Namespace) -> int:
     from streamavatar.training.vae import VAETrainConfig, train_vae
 
     _set_threads(args.threads)
+    if args.distill_from is not None:
+        return _distill(args)
     cfg = config_from_args(VAETrainConfig, args)
     result = train_vae(cfg, resume=args.resume, progress=True)
     print(json.dumps(result))
+    return 0
+
+
+#: ``train vae`` flags that have no meaning for ``--distill-from`` (the student's shape comes from the teacher).
+NOT_WITH_DISTILL = ("init_from", "decoder_only", "gan_weight", "mouth_weight", "mouth_fraction")
+
+
+def _distill(args: argparse.Namespace) -> int:
+    from streamavatar.training.vae_distill import VAEDistillConfig, train_vae_distill
+
+    given = [n for n in NOT_WITH_DISTILL if getattr(args, n) not in (None, False, 0, 0.0)]
+    if given:
+        raise UserInputError(f"--distill-from does not take --{given[0].replace('_', '-')}")
+    cfg = config_from_args(VAEDistillConfig, args)
+    print(json.dumps(train_vae_distill(cfg, resume=args.resume, progress=sys.stderr.isatty())))
     return 0
 
 
@@ -86,6 +103,18 @@ def register(tree) -> None:
     p.add_argument("--decoder-only", action="store_true",
                    help="train the decoder only; the encoder and the latent space stay as --init-from has them "
                         "(DiTs trained on those latents stay valid)")
+    d = p.add_argument_group("decoder distillation (docs/vae.md)")
+    d.add_argument("--distill-from", default=None, metavar="WAN_VAE",
+                   help="train a small streaming decoder for this Wan VAE's latent space instead (a VAE directory "
+                        "or an original Wan checkpoint file); uses --data/--out/--batch/--frames/--crop/--lr/"
+                        "--minutes/--max-steps/--ckpt-minutes/--seed")
+    d.add_argument("--distill-target", dest="target", default="teacher", choices=["teacher", "frames"],
+                   help="what the decoder learns to output: the Wan decoder's frames or the true frames "
+                        "(default teacher)")
+    d.add_argument("--teacher-preset", default=None, choices=["wan2.1", "wan2.2"],
+                   help="family of an original Wan checkpoint file given to --distill-from")
+    d.add_argument("--device", default="cpu", help="where the distillation runs (e.g. cuda:0)")
+    d.add_argument("--autocast", default="bf16", choices=["bf16", "fp16", "fp32"])
 
     e = tree.subcommand("eval", "vae", "PSNR/SSIM of a VAE's streaming reconstructions on a corpus split", _eval)
     e.add_argument("--data", required=True, help="corpus directory")
