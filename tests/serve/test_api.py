@@ -44,9 +44,9 @@ class GatedPipeline(FakeAvatarPipeline):
         super().__init__(64, 64)
         self.gate = gate
 
-    def session(self, reference_image):
+    def session(self, reference_image, **kw):
         self.gate.wait(10)
-        return super().session(reference_image)
+        return super().session(reference_image, **kw)
 
 
 def test_readyz_only_after_warm_up_and_503_before():
@@ -275,16 +275,16 @@ def test_idle_timeout_and_max_duration_close_sessions_and_say_why():
 class BrokenPipeline(FakeAvatarPipeline):
     """A fake whose sessions fail on their third chunk (the warm-up session only makes one)."""
 
-    def session(self, reference_image):
-        inner = super().session(reference_image)
+    def session(self, reference_image, **kw):
+        inner = super().session(reference_image, **kw)
         calls = [0]
         step = inner.step
 
-        def failing_step():
+        def failing_step(talk_until=None):
             calls[0] += 1
             if calls[0] == 3:
                 raise RuntimeError("simulated model failure")
-            return step()
+            return step(talk_until)
 
         inner.step = failing_step
         return inner
