@@ -13,6 +13,7 @@ import pytest
 
 from streamavatar import constants as K
 from streamavatar.serve.fake_generator import FakeAvatarPipeline
+from streamavatar.serve.sessions import SessionRuntime, open_session
 from streamavatar.serve.simulation import av_offsets, sim_config, start_sim_session
 from streamavatar.serve.virtual_time import run_virtual
 
@@ -156,15 +157,40 @@ def test_real_engine_receives_its_lookahead(tiny_engine):
         spy = _QueueSpy(sim.runtime._generator)
         sim.runtime._generator = spy
         sim.say(1.2)  # 19200 samples: two full chunks + 3840
+        sim.say(0.5)  # queued right behind it in the session: 8000 samples, one chunk + 320
         await asyncio.sleep(3.0)
         await sim.close()
         return sim, spy
 
     sim, spy = run_virtual(main())
-    assert [q for q in spy.readable if q] == [CHUNK + AHEAD, CHUNK + AHEAD, 3840]
-    assert [q for q in spy.consumed if q] == [CHUNK, CHUNK, 3840]
+    # one chunk reads one utterance: the look-ahead and the last partial chunk stop at the boundary
+    assert [q for q in spy.readable if q] == [CHUNK + AHEAD, CHUNK + AHEAD, 3840, CHUNK + 320, 320]
+    assert [q for q in spy.consumed if q] == [CHUNK, CHUNK, 3840, CHUNK, 320]
     sent = _sent_talk_audio_engine(sim)
-    assert (sent.astype(np.int64) == np.arange(19200)).all()  # the engine's chunks carry exactly the pushed audio
+    gap = np.zeros(CHUNK - 3840, np.int64)  # the first utterance's last chunk ends in silence
+    want = np.concatenate([np.arange(19200), gap, np.arange(19200, 27200)])
+    assert np.array_equal(sent.astype(np.int64), want)  # the engine's chunks carry exactly the pushed audio
+
+
+def test_real_engine_session_holds_the_only_copy(tiny_engine):
+    from tests.serve.helpers import arrays_held
+
+    async def main():
+        config = sim_config(listen_backlog_s=0.5)
+        gen = open_session(tiny_engine, np.zeros((64, 64, 3), np.uint8), config)
+        rt = SessionRuntime("s", gen, tiny_engine.frame_size, tiny_engine.sample_rate, config)
+        rt.speak_start()
+        for k in range(3):
+            rt.push_talk(np.arange(3000 * k, 3000 * (k + 1), dtype=np.int16))
+        rt.push_listen(np.full(SR, 1000, np.int16))
+        return rt, gen
+
+    rt, gen = run_virtual(main())
+    talk = gen._audio.talk.queue.peek(10**9)
+    assert np.array_equal(talk, np.arange(9000, dtype=np.int16) / np.float32(32768))  # the engine's int16 reader
+    assert gen.queued_talk_samples == 9000 and len(gen._audio.listen.queue) == SR // 2
+    assert rt.metrics.listen_samples_dropped == gen.listen_samples_dropped == SR // 2  # one cap: the session's
+    assert arrays_held(rt, skip=(gen,)) == []
 
 
 def _sent_talk_audio_engine(sim) -> np.ndarray:
