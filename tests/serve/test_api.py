@@ -71,6 +71,53 @@ def test_readyz_only_after_warm_up_and_503_before():
     asyncio.run(main())
 
 
+class CountingPipeline(FakeAvatarPipeline):
+    """A fake that counts its warm-ups and sessions."""
+
+    def __init__(self) -> None:
+        super().__init__(64, 64)
+        self.warmups = self.sessions = 0
+
+    def warmup(self) -> float:
+        self.warmups += 1
+        return super().warmup()
+
+    def session(self, reference_image, **kw):
+        self.sessions += 1
+        return super().session(reference_image, **kw)
+
+
+def test_the_server_warms_the_model_up_once_with_its_own_warm_up():
+    async def main():
+        pipe = CountingPipeline()
+        async with running_server(fake_config(), pipeline=pipe) as (base, _):
+            async with httpx.AsyncClient() as c:
+                for _ in range(200):
+                    if (await c.get(f"http://{base}/readyz")).status_code == 200:
+                        break
+                    await asyncio.sleep(0.02)
+                assert (pipe.warmups, pipe.sessions) == (1, 1)
+                await create_session(c, base)
+                assert (pipe.warmups, pipe.sessions) == (1, 2)
+
+    asyncio.run(main())
+
+
+def test_the_loader_leaves_the_warm_up_to_the_server(monkeypatch):
+    import streamavatar
+    from streamavatar.serve.loader import load_generator
+
+    seen = {}
+
+    def fake_load(spec, **kw):
+        seen.update(kw, spec=spec)
+        return FakeAvatarPipeline(64, 64)
+
+    monkeypatch.setattr(streamavatar, "load", fake_load, raising=False)
+    load_generator("some/dir", dtype="fp32")
+    assert seen == {"spec": "some/dir", "dtype": "fp32", "warmup": False}
+
+
 def test_429_beyond_max_sessions_with_a_clear_message():
     async def main():
         async with running_server(fake_config(max_sessions=2)) as (base, _):

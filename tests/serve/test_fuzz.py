@@ -163,4 +163,4 @@ def test_websocket_messages_get_events_or_errors_and_the_handler_lives(server, m
     asyncio.run(run())
     rt = app.state.manager.get(session["session_id"])
     assert not rt.closed
-    assert rt._generator.queued_talk_samples <= 3 * 16000  # max_talk_queue_s: a piece that does not fit is refused whole
+    assert rt._generator.queued_talk_samples <= 3 * 16000  # max_talk_queue_s: a piece that does not fit: refused

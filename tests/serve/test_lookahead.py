@@ -227,3 +227,14 @@ def test_real_engine_frames_leave_with_their_own_audio(tiny_engine):
     assert offsets.max() == 0.0
     codes = np.array([v.frame_code for v in sim.rec.video])
     assert (np.diff(codes) >= 0).all() and sim.runtime.metrics.interrupts == 1
+
+
+def test_the_engine_warms_up_once(tiny_engine, monkeypatch):
+    first = tiny_engine.warmup()  # loaded with warmup=False: this is its one warm-up
+    assert first > 0 and tiny_engine.warmed_up
+
+    def no_session(*a, **kw):
+        raise AssertionError("a second warm-up made a session")
+
+    monkeypatch.setattr(tiny_engine, "session", no_session)
+    assert tiny_engine.warmup() == 0.0 and tiny_engine.warmup_s == first
