@@ -109,25 +109,29 @@ class AgentVoiceQueue:
         cur.ended = True
         return cur.id
 
-    def push(self, n: int, now: float, talk_index: int, talk_end: int) -> str:
-        """Account for ``n`` agent samples about to be queued at ``talk_end`` of the session's queue (whose next
-        sample is ``talk_index``); returns their utterance id. Raises :class:`QueueFull` (and the caller queues
-        nothing) when they would take the queue past ``max_samples``."""
-        queued = talk_end - talk_index
+    def admit(self, n: int, queued: int) -> None:
+        """Raise :class:`QueueFull` when ``n`` more agent samples (``queued`` are in the session's queue) would
+        pass ``max_samples``, or would open an utterance beyond ``max_utterances``; the caller then queues
+        nothing."""
         if self.max_samples is not None and queued + n > self.max_samples:
             rate = self.sample_rate
             raise QueueFull("samples", f"{n / rate:.2f} s of agent audio refused: {queued / rate:.1f} s are "
                             f"queued and the limit is {self.max_samples / rate:g} s (max_talk_queue_s); send audio "
                             "no faster than it plays, or interrupt")
+        if self.open_utterance() is None:
+            self._check_room_for_utterance()
+
+    def push(self, n: int, now: float, start: int) -> str:
+        """Account for ``n`` agent samples (admitted) that the session queued at index ``start``; returns their
+        utterance id."""
         cur = self.open_utterance()
         if cur is None:
-            self._check_room_for_utterance()
             cur = Utterance(id=self._new_id(), explicit=False)
             self._queue.append(cur)
         if n:
             if cur.start is None:
-                cur.start, cur.first_audio_at = talk_end, now
-            cur.end = talk_end + n
+                cur.start, cur.first_audio_at = start, now
+            cur.end = start + n
             cur.last_audio_at = now
         return cur.id
 

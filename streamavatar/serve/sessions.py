@@ -206,20 +206,21 @@ class SessionRuntime:
         self.metrics.talk_samples_in += pcm.size
         now = self._loop.time()
         gen = self._generator
-        end = gen.talk_end
         try:
-            uid = self._voice.push(pcm.size, now, gen.talk_index, end)
+            self._voice.admit(pcm.size, gen.queued_talk_samples)
         except QueueFull as exc:
             if exc.what == "samples":
                 self.metrics.talk_samples_refused += pcm.size
             else:
                 self.metrics.utterances_refused += 1
             raise ProtocolError("queue_full", exc.message) from None
+        start = gen.talk_end
         if pcm.size:
             gen.push_talk_audio(pcm, self.sample_rate)
-            if gen.talk_end != end + pcm.size:  # the utterance bounds would no longer match the samples
-                raise RuntimeError(f"the generator queued {gen.talk_end - end} agent samples for {pcm.size} pushed "
-                                   "at its own sample rate")
+            if gen.talk_end != start + pcm.size:  # the utterance bounds would no longer match the samples
+                raise RuntimeError(f"the generator queued {gen.talk_end - start} agent samples for {pcm.size} "
+                                   "pushed at its own sample rate")
+        uid = self._voice.push(pcm.size, now, start)
         self._first_audio.setdefault(uid, now)
         return uid
 

@@ -9,6 +9,7 @@ import json
 
 import httpx
 import numpy as np
+import pytest
 import websockets
 
 from streamavatar import constants as K
@@ -17,7 +18,7 @@ from streamavatar.serve.sessions import SessionRuntime, open_session
 from streamavatar.serve.simulation import sim_config, start_sim_session
 from streamavatar.serve.virtual_time import run_virtual
 from streamavatar.serve.ws_protocol import encode_audio
-from tests.serve.helpers import arrays_held, create_session, fake_config, ramp, running_server
+from tests.serve.helpers import arrays_held, create_session, fake_config, ramp, running_server, wait_for
 
 SR = 16000
 
@@ -62,10 +63,7 @@ def test_agent_audio_sent_over_the_websocket_lands_in_the_session_queue():
                     await ws.send(json.dumps({"type": "speak_start"}))
                     for k in range(4):
                         await ws.send(encode_audio("talk", ramp(2000 * k, 2000)))
-                    for _ in range(200):
-                        if rt.metrics.talk_samples_in == 8000:
-                            break
-                        await asyncio.sleep(0.01)
+                    await wait_for(lambda: rt.metrics.talk_samples_in == 8000)
                     gen = rt._generator
                     assert np.array_equal(_queued(gen), ramp(0, 8000) / np.float32(32768))
                     assert rt.metrics.talk_samples_in == 8000 and gen.talk_index == 0
@@ -96,3 +94,27 @@ def test_reported_queue_is_the_sessions():
 
     probe = run_virtual(main())
     assert all(a == b for a, b in probe.pairs) and max(a for a, _ in probe.pairs) > K.CHUNK_VIDEO_FRAMES * 640
+
+
+def test_voice_queue_keeps_boundaries_and_bounds_each_chunk_to_one_utterance():
+    from streamavatar.serve.agent_voice import AgentVoiceQueue, QueueFull
+
+    q = AgentVoiceQueue(prebuffer_s=0.0, sample_rate=SR, max_samples=20000)
+    a = q.start()
+    q.admit(9000, queued=0)
+    q.push(9000, 0.0, start=0)
+    q.end()
+    q.admit(3000, queued=9000)
+    b = q.push(3000, 0.0, start=9000)  # an implicit utterance right behind the first
+    with pytest.raises(QueueFull) as refused:
+        q.admit(8001, queued=12000)
+    assert refused.value.what == "samples"
+    t1 = q.take(7680, 0.0, talk_index=0)
+    assert (t1.utterance_id, t1.until, t1.samples, t1.is_last) == (a, 9000, 7680, False)
+    q.skipped(320)  # the session dropped 320 samples of the playing utterance: later bounds move back
+    assert q.playing_end() == 8680 and [(u.start, u.end) for u in q._queue] == [(0, 8680), (8680, 11680)]
+    t2 = q.take(7680, 0.0, talk_index=7680)
+    assert (t2.utterance_id, t2.until, t2.samples, t2.is_last, t2.underrun) == (a, 8680, 1000, True, False)
+    t3 = q.take(7680, 1.0, talk_index=8680)  # the implicit one ended: no audio for prebuffer_s
+    assert (t3.utterance_id, t3.until, t3.samples, t3.is_last) == (b, 11680, 3000, True)
+    assert q.take(7680, 2.0, talk_index=11680) is None and q.playing_end() is None
