@@ -17,10 +17,10 @@ Rules (documented in ``docs/audio.md``):
 from __future__ import annotations
 
 import math
+import sys
 from typing import Literal
 
 import numpy as np
-import torch
 
 from streamavatar.errors import UserInputError
 
@@ -52,7 +52,8 @@ def check_sample_rate(sample_rate: float) -> int:
 
 def to_mono_float32(pcm, nonfinite: NonFinite = "error") -> np.ndarray:
     """Mono float32 samples in [-1, 1] from a numpy array / torch tensor / sequence (see the module rules)."""
-    if isinstance(pcm, torch.Tensor):
+    torch = sys.modules.get("torch")  # a tensor implies torch is imported; the server imports this without it
+    if torch is not None and isinstance(pcm, torch.Tensor):
         pcm = pcm.detach().cpu().numpy()
     x = np.asarray(pcm)
     if x.dtype == object or x.dtype.kind not in "iuf":

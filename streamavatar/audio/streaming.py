@@ -1,6 +1,7 @@
 """The one streaming-audio path: queues of pushed PCM → exactly one chunk of talk/listen audio windows per step.
 
-Used by the engine's sessions, the server (through the session) and ``bench audio``. A live session is driven by
+Used by the engine's sessions, the server (it pushes into a session's queues and reads their positions) and
+``bench audio``. A live session is driven by
 ``step()``: every step must produce a chunk, whether or not enough audio has arrived. So each voice *consumes*
 exactly one chunk of its queue per step (zeros where the queue runs short) and *peeks* at the look-ahead (the
 next 80 ms of the queue, zeros if not there yet). A caller that would rather wait for the look-ahead (a
@@ -16,6 +17,7 @@ are silence here; chunk ``c`` plays samples ``[640 + 7680 c, 640 + 7680 (c + 1))
 from __future__ import annotations
 
 import copy
+import threading
 from dataclasses import dataclass
 
 import numpy as np
@@ -23,61 +25,25 @@ import torch
 
 from streamavatar.audio.frontend import AudioFrontend, check_mask
 from streamavatar.audio.io import ENCODER_SAMPLE_RATE, StreamingResampler, check_sample_rate, to_mono_float32
+from streamavatar.audio.queue import AudioQueue
 from streamavatar.audio.vad import build_vad
 from streamavatar.audio.windows import SAMPLES_PER_VIDEO_FRAME, FrameWindows, gather_windows
 from streamavatar.errors import UserInputError
 
 
-class AudioQueue:
-    """A FIFO of 16 kHz samples that is consumed one chunk at a time (with a peek at what follows)."""
-
-    def __init__(self, max_samples: int | None = None) -> None:
-        self._parts: list[np.ndarray] = []
-        self._size = 0
-        #: Oldest audio is dropped beyond this many queued samples (live user audio is heard, not replayed).
-        self.max_samples = max_samples
-
-    def __len__(self) -> int:
-        return self._size
-
-    def push(self, x: np.ndarray) -> None:
-        self._parts.append(x)
-        self._size += x.size
-        if self.max_samples is not None and self._size > self.max_samples:
-            self._drop(self._size - self.max_samples)
-
-    def clear(self) -> None:
-        self._parts, self._size = [], 0
-
-    def _joined(self) -> np.ndarray:
-        if len(self._parts) != 1:
-            self._parts = [np.concatenate(self._parts) if self._parts else np.zeros(0, np.float32)]
-        return self._parts[0]
-
-    def _drop(self, n: int) -> None:
-        buf = self._joined()
-        self._parts = [buf[n:]]
-        self._size = self._parts[0].size
-
-    def take(self, n: int) -> np.ndarray:
-        """Remove and return up to ``n`` samples from the front."""
-        buf = self._joined()
-        out = buf[:n].copy()
-        self._drop(min(n, buf.size))
-        return out
-
-    def peek(self, n: int) -> np.ndarray:
-        """The first ``n`` samples (or fewer) without removing them."""
-        return self._joined()[:n].copy()
-
-
 class StreamTimeline:
-    """One voice (talk or listen): its queue, the consumed timeline tail and the causal VAD over it."""
+    """One voice (talk or listen): its queue, the consumed timeline tail and the causal VAD over it.
+
+    :meth:`push`, :meth:`clear` and :meth:`skip` may run on another thread than :meth:`consume` (audio arrives
+    on the network's thread while a step runs on the compute thread)."""
 
     def __init__(self, frontend: AudioFrontend, max_queue_samples: int | None = None) -> None:
         g = frontend.geometry
         self.geometry = g
         self.queue = AudioQueue(max_queue_samples)
+        self._lock = threading.Lock()  # the resampler and the queue change together
+        #: Queued samples the last chunk's window looked at beyond the chunk (its look-ahead).
+        self.peeked = 0
         self._resampler: StreamingResampler | None = None
         self._vad = build_vad(frontend.config.vad)
         self._history = g.context - g.lookahead  # consumed samples a window needs
@@ -106,19 +72,28 @@ class StreamTimeline:
         (see :meth:`consume`) flushes it."""
         rate = check_sample_rate(sample_rate)
         x = to_mono_float32(pcm, nonfinite)
-        if self._resampler is not None and self._resampler.sample_rate != rate:
-            self._flush_resampler()
-        if self._resampler is None:
-            self._resampler = StreamingResampler(rate)
-        out = self._resampler.push(x)
-        if out.size:
-            self.queue.push(out)
+        with self._lock:
+            if self._resampler is not None and self._resampler.sample_rate != rate:
+                self._flush_resampler()
+            if self._resampler is None:
+                self._resampler = StreamingResampler(rate)
+            out = self._resampler.push(x)
+            if out.size:
+                self.queue.push(out)
         return out.size
 
     def clear(self) -> None:
         """Drop everything queued (and what the resampler holds back)."""
-        self.queue.clear()
-        self._resampler = None
+        with self._lock:
+            self.queue.clear()
+            self._resampler = None
+            self.peeked = 0
+
+    def skip(self, n: int, until: int | None = None) -> int:
+        """Drop up to ``n`` queued samples after those the last chunk looked at (so its look-ahead stays what
+        follows it), none at or past index ``until``; returns how many were dropped."""
+        with self._lock:
+            return self.queue.skip(n, keep=self.peeked, until=until)
 
     def _flush_resampler(self) -> None:
         if self._resampler is not None:
@@ -127,21 +102,25 @@ class StreamTimeline:
                 self.queue.push(tail)
             self._resampler = None
 
-    def consume(self, mask=None) -> tuple[np.ndarray, int, np.ndarray, np.ndarray]:
+    def consume(self, mask=None, until: int | None = None) -> tuple[np.ndarray, int, np.ndarray, np.ndarray]:
         """Take one chunk: ``(encoder window, real samples taken, chunk audio, mask row of the chunk's frames)``.
 
         ``mask`` (optional) replaces the VAD's row for this chunk: one value in [0, 1] for each of the
-        ``frames_per_chunk`` video frames its windows cover (the VAD state still advances)."""
+        ``frames_per_chunk`` video frames its windows cover (the VAD state still advances). ``until``
+        (optional, a queue index): the chunk neither consumes nor looks ahead at samples from there on; they are
+        silence to it and stay queued (the server's utterance boundary)."""
         g = self.geometry
         n = g.chunk_samples
-        if len(self.queue) < n + g.lookahead:
-            # The voice paused (or the audio arrives just in time): release what the resampler holds back.
-            self._flush_resampler()
-        taken = self.queue.take(n)
+        with self._lock:
+            if len(self.queue) < n + g.lookahead:
+                # The voice paused (or the audio arrives just in time): release what the resampler holds back.
+                self._flush_resampler()
+            taken = self.queue.take(n, until)
+            peek = self.queue.peek(g.lookahead, until)
+            self.peeked = peek.size
         chunk = np.zeros(n, np.float32)
         chunk[:taken.size] = taken
         ahead = np.zeros(g.lookahead, np.float32)
-        peek = self.queue.peek(g.lookahead)
         ahead[:peek.size] = peek
         self._tail = np.concatenate([self._tail, chunk])[-self._history:]
         wave = np.concatenate([np.zeros(max(0, self._history - self._tail.size), np.float32), self._tail, ahead])
@@ -192,11 +171,12 @@ class ChunkAudioEncoder:
         """Whether both voices hold the next chunk and its look-ahead."""
         return self.talk.ready() and self.listen.ready()
 
-    def next_chunk(self, talk_mask=None, listen_mask=None) -> ChunkAudio:
+    def next_chunk(self, talk_mask=None, listen_mask=None, talk_until: int | None = None) -> ChunkAudio:
         """Consume one chunk of both voices and compute their windows (one batched encoder pass); masks
-        optionally replace the VAD (see :meth:`StreamTimeline.consume`)."""
+        optionally replace the VAD, ``talk_until`` bounds what the talk voice reads (see
+        :meth:`StreamTimeline.consume`)."""
         g = self.frontend.geometry
-        t_wave, t_n, t_chunk, t_row = self.talk.consume(talk_mask)
+        t_wave, t_n, t_chunk, t_row = self.talk.consume(talk_mask, talk_until)
         l_wave, l_n, l_chunk, l_row = self.listen.consume(listen_mask)
         feats = self._features([t_wave, l_wave])
         c = self.chunks_done

@@ -1,12 +1,15 @@
-"""The agent-voice queue: utterances of unknown length, consumed one chunk at a time.
+"""The agent's utterances: their ids and boundaries in the session's agent-voice queue, one chunk at a time.
+
+The samples live in the generator session's queue only (the server pushes them on arrival); this module keeps
+where each utterance starts and ends in it (indices in push order, see
+:class:`~streamavatar.serve.generator.AvatarSession`) and decides what the next chunk may read.
 
 ``speak_start`` opens an explicit utterance and ``speak_end`` closes it; audio that arrives with no open
 utterance opens an implicit one, which ends once no audio has come for ``prebuffer_s``. An utterance starts
 playing once ``max(one chunk, prebuffer_s)`` of its audio is queued (the margin over one chunk absorbs the
 arrival jitter of a real-time source), or it ended, or ``2 * prebuffer_s`` passed since its first sample (so
 a slow text-to-speech does not hold it back for ever). Once playing, each chunk takes what is queued, up to
-a chunk; a shortfall is an underrun (silence inside the utterance). One chunk takes audio from one
-utterance.
+a chunk; a shortfall is an underrun (silence inside the utterance). One chunk reads audio of one utterance.
 
 Limits: at most ``max_samples`` samples and ``max_utterances`` utterances are queued; audio or a
 ``speak_start`` beyond them is refused with :class:`QueueFull` (nothing of it is queued), so what a client
@@ -16,35 +19,35 @@ can make the server hold is bounded whatever it sends.
 from __future__ import annotations
 
 from collections import deque
-from dataclasses import dataclass, field
-
-import numpy as np
-
-#: Pieces shorter than this are joined to the previous one, so memory follows the samples, not the message count.
-COALESCE_SAMPLES = 4096
+from dataclasses import dataclass
 
 
 @dataclass
 class Utterance:
-    """One reply of the agent."""
+    """One reply of the agent: ``[start, end)`` in the session's agent queue (None until its first sample)."""
 
     id: str
     explicit: bool
     ended: bool = False
-    parts: deque = field(default_factory=deque)
-    queued: int = 0
-    consumed: int = 0
+    start: int | None = None
+    end: int | None = None
+    playing: bool = False
     first_audio_at: float | None = None
     last_audio_at: float | None = None
+
+    def queued(self, talk_index: int) -> int:
+        """Its samples still queued, when the session's next sample is ``talk_index``."""
+        return 0 if self.end is None else self.end - max(self.start, talk_index)
 
 
 @dataclass(frozen=True)
 class Take:
-    """Agent audio for one chunk: int16 samples (possibly fewer than a chunk), their utterance, whether the
-    utterance ends with them, and whether the queue ran dry mid-utterance (an underrun)."""
+    """What the next chunk reads: ``samples`` of the utterance (possibly fewer than a chunk), none at or past
+    index ``until``; whether the utterance ends with them, and whether it ran dry mid-utterance (an underrun)."""
 
-    pcm: np.ndarray
     utterance_id: str
+    until: int
+    samples: int
     is_last: bool
     underrun: bool
 
@@ -77,11 +80,6 @@ class AgentVoiceQueue:
         self._counter += 1
         return f"u{self._counter}"
 
-    @property
-    def queued_samples(self) -> int:
-        """Agent samples waiting to be generated from."""
-        return sum(u.queued for u in self._queue)
-
     def open_utterance(self) -> Utterance | None:
         """The utterance that new audio joins (the last one, if it has not ended)."""
         if self._queue and not self._queue[-1].ended:
@@ -111,109 +109,68 @@ class AgentVoiceQueue:
         cur.ended = True
         return cur.id
 
-    def push(self, pcm: np.ndarray, now: float) -> str:
-        """Queue agent samples (int16, at the generator's rate); returns their utterance id. Raises
-        :class:`QueueFull` (and queues nothing) when they would take the queue past ``max_samples``."""
-        queued = self.queued_samples
-        if self.max_samples is not None and queued + pcm.size > self.max_samples:
+    def admit(self, n: int, queued: int) -> None:
+        """Raise :class:`QueueFull` when ``n`` more agent samples (``queued`` are in the session's queue) would
+        pass ``max_samples``, or would open an utterance beyond ``max_utterances``; the caller then queues
+        nothing."""
+        if self.max_samples is not None and queued + n > self.max_samples:
             rate = self.sample_rate
-            raise QueueFull("samples", f"{pcm.size / rate:.2f} s of agent audio refused: {queued / rate:.1f} s are "
+            raise QueueFull("samples", f"{n / rate:.2f} s of agent audio refused: {queued / rate:.1f} s are "
                             f"queued and the limit is {self.max_samples / rate:g} s (max_talk_queue_s); send audio "
                             "no faster than it plays, or interrupt")
+        if self.open_utterance() is None:
+            self._check_room_for_utterance()
+
+    def push(self, n: int, now: float, start: int) -> str:
+        """Account for ``n`` agent samples (admitted) that the session queued at index ``start``; returns their
+        utterance id."""
         cur = self.open_utterance()
         if cur is None:
-            self._check_room_for_utterance()
-            cur = self._open_implicit()
-        if pcm.size:
-            if cur.parts and cur.parts[-1].size < COALESCE_SAMPLES:  # many tiny pieces cost more than their samples
-                cur.parts[-1] = np.concatenate([cur.parts[-1], pcm])
-            else:
-                cur.parts.append(pcm)
-            cur.queued += pcm.size
-            if cur.first_audio_at is None:
-                cur.first_audio_at = now
+            cur = Utterance(id=self._new_id(), explicit=False)
+            self._queue.append(cur)
+        if n:
+            if cur.start is None:
+                cur.start, cur.first_audio_at = start, now
+            cur.end = start + n
             cur.last_audio_at = now
         return cur.id
 
-    def _open_implicit(self) -> Utterance:
-        u = Utterance(id=self._new_id(), explicit=False)
-        self._queue.append(u)
-        return u
-
-    def first_audio_at(self, utterance_id: str) -> float | None:
-        """Loop time when the utterance's first sample arrived (for time-to-first-frame)."""
-        for u in self._queue:
-            if u.id == utterance_id:
-                return u.first_audio_at
-        return None
-
-    def take(self, n: int, now: float) -> Take | None:
-        """Up to ``n`` samples for the next chunk, or None when no utterance is ready to play."""
+    def take(self, n: int, now: float, talk_index: int) -> Take | None:
+        """What the next chunk reads (up to ``n`` samples), or None when no utterance is ready to play."""
         if not self._queue:
             return None
         head = self._queue[0]
         if not head.explicit and not head.ended and head.last_audio_at is not None \
                 and now - head.last_audio_at >= self.prebuffer_s:
             head.ended = True
-        if head.queued == 0 and not head.ended:
+        queued = head.queued(talk_index)
+        if queued == 0 and not head.ended:
             return None
-        if head.consumed == 0 and not head.ended:
+        if not head.playing and not head.ended:
             waited = head.first_audio_at is not None and now - head.first_audio_at >= 2 * self.prebuffer_s
-            if head.queued < max(n, self.prebuffer_samples) and not waited:
+            if queued < max(n, self.prebuffer_samples) and not waited:
                 return None
-        pcm = self._pop_samples(head, min(n, head.queued))
-        is_last = head.ended and head.queued == 0
+        k = min(n, queued)
+        head.playing = head.playing or k > 0
+        is_last = head.ended and k == queued
         if is_last:
             self._queue.popleft()
-        return Take(pcm=pcm, utterance_id=head.id, is_last=is_last, underrun=pcm.size < n and not is_last)
+        until = talk_index if head.end is None else head.end
+        return Take(utterance_id=head.id, until=until, samples=k, is_last=is_last, underrun=k < n and not is_last)
 
-    @staticmethod
-    def _pop_samples(u: Utterance, k: int) -> np.ndarray:
-        out = []
-        need = k
-        while need:
-            part = u.parts[0]
-            if part.size <= need:
-                out.append(u.parts.popleft())
-                need -= part.size
-            else:
-                out.append(part[:need])
-                u.parts[0] = part[need:]
-                need = 0
-        u.queued -= k
-        u.consumed += k
-        return np.concatenate(out) if out else np.zeros(0, np.int16)
+    def playing_end(self) -> int | None:
+        """Where the utterance that is playing ends (None if none has started): the bound of a skip."""
+        if self._queue and self._queue[0].playing:
+            return self._queue[0].end
+        return None
 
-    def peek_playing(self, utterance_id: str, k: int) -> np.ndarray:
-        """The next ``k`` (or fewer) queued samples of the utterance ``utterance_id`` if it is still the head,
-        without taking them (the generator's look-ahead); an empty array otherwise."""
-        if k <= 0 or not self._queue or self._queue[0].id != utterance_id or not self._queue[0].queued:
-            return np.zeros(0, np.int16)
-        out, need = [], k
-        for part in self._queue[0].parts:
-            out.append(part[:need])
-            need -= out[-1].size
-            if not need:
-                break
-        return np.concatenate(out)
-
-    def skip_playing(self, k: int, keep_first: int = 0) -> int:
-        """Discard up to ``k`` samples of the utterance that is playing (none if it has not started), after its
-        first ``keep_first`` queued samples (those already handed to the generator as look-ahead); returns how
-        many were discarded. Used to keep speech on time when generation falls behind."""
-        if not self._queue or self._queue[0].consumed == 0:
-            return 0
-        head = self._queue[0]
-        keep_first = min(keep_first, head.queued)
-        k = min(k, head.queued - keep_first)
-        if k:
-            kept = self._pop_samples(head, keep_first) if keep_first else None
-            self._pop_samples(head, k)
-            if kept is not None and kept.size:
-                head.parts.appendleft(kept)
-                head.queued += kept.size
-                head.consumed -= kept.size
-        return k
+    def skipped(self, k: int) -> None:
+        """``k`` samples of the playing utterance were skipped in the session's queue: move the later bounds."""
+        for i, u in enumerate(self._queue):
+            if u.end is not None:
+                u.end -= k
+                if i:
+                    u.start -= k
 
     def clear(self) -> list[Utterance]:
         """Interrupt: drop every queued utterance; returns what was dropped."""

@@ -16,7 +16,6 @@ from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 from fastapi import FastAPI, Request, WebSocket
 from fastapi.exceptions import RequestValidationError
 from fastapi.middleware.cors import CORSMiddleware
@@ -30,7 +29,7 @@ from streamavatar.errors import UserInputError
 from streamavatar.serve.audio_in import StreamResampler
 from streamavatar.serve.avatars import Avatar, AvatarStore, prepare_avatar, return_big_buffers_to_the_os
 from streamavatar.serve.config import ServeConfig
-from streamavatar.serve.generator import AvatarPipeline, validate_chunk
+from streamavatar.serve.generator import AvatarPipeline
 from streamavatar.serve.loader import load_generator
 from streamavatar.serve.manager import NotReady, SessionLimitReached, SessionManager
 from streamavatar.serve.metrics import render_prometheus
@@ -118,13 +117,6 @@ def _lower_thread_priority() -> None:
         os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), UPLOAD_THREAD_NICENESS)
 
 
-def _warm_up(pipeline: AvatarPipeline) -> None:
-    h, w = pipeline.frame_size
-    session = pipeline.session(np.full((h, w, 3), 128, np.uint8))
-    session.push_talk_audio(np.zeros(pipeline.sample_rate // 2, np.float32), pipeline.sample_rate)
-    validate_chunk(session.step(), pipeline.frame_size)
-
-
 def create_app(config: ServeConfig, pipeline: AvatarPipeline | None = None,
                token_clock: Callable[[], float] = time.monotonic) -> FastAPI:
     """Build the server. ``pipeline`` skips loading ``config.model`` (tests pass a fake one)."""
@@ -144,8 +136,8 @@ def create_app(config: ServeConfig, pipeline: AvatarPipeline | None = None,
             pipe = pipeline or await asyncio.to_thread(load_generator, config.model, config.fake_size, config.dtype)
             await manager.start(pipe)
             manager.not_ready_reason = "model is warming up"
-            if config.warmup:
-                await asyncio.to_thread(_warm_up, pipe)
+            if config.warmup and hasattr(pipe, "warmup"):  # the pipeline's own warm-up (the engine's: once)
+                await asyncio.to_thread(pipe.warmup)
         except Exception as exc:  # the process stays up and says why in /readyz
             log.exception("model failed to load")
             manager.not_ready_reason = f"model failed to load: {type(exc).__name__}: {exc}"

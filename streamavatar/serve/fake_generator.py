@@ -7,7 +7,8 @@ loudness, and three rows of code blocks (see :mod:`streamavatar.serve.frame_code
 first agent-audio sample the frame was made from (as ``1 + PCM16 value``; 0 = no agent audio) and a hash of
 the reference image. The chunk's audio is exactly the agent audio that was consumed, so a test that feeds
 agent audio carrying its own sample index (a ramp) can check that the audio sent with a frame is the audio
-the frame was made from.
+the frame was made from. Its audio queues are the engine's (:class:`~streamavatar.audio.queue.AudioQueue`, PCM
+read by :func:`~streamavatar.audio.io.to_mono_float32`), so it accepts, bounds and positions audio the same way.
 """
 
 from __future__ import annotations
@@ -21,6 +22,8 @@ from PIL import Image
 from scipy.signal import resample_poly
 
 from streamavatar import constants as K
+from streamavatar.audio.io import to_mono_float32
+from streamavatar.audio.queue import AudioQueue
 from streamavatar.serve import frame_code
 from streamavatar.serve.generator import GeneratedChunk, samples_per_frame
 
@@ -33,7 +36,7 @@ def reference_hash(image: np.ndarray) -> int:
 
 
 def _to_rate(pcm: np.ndarray, rate: int, target: int) -> np.ndarray:
-    pcm = np.asarray(pcm, dtype=np.float32).reshape(-1)
+    pcm = to_mono_float32(pcm)
     if rate == target:
         return pcm
     g = gcd(rate, target)
@@ -41,43 +44,76 @@ def _to_rate(pcm: np.ndarray, rate: int, target: int) -> np.ndarray:
 
 
 class FakeAvatarSession:
-    """One fake stream. Not thread-safe: the server calls it from one generation thread at a time."""
+    """One fake stream. Steps run on one thread; audio may be pushed from another (as with the engine)."""
 
-    def __init__(self, pipeline: FakeAvatarPipeline, reference_image: np.ndarray) -> None:
+    def __init__(self, pipeline: FakeAvatarPipeline, reference_image: np.ndarray,
+                 listen_backlog_s: float | None = 2 * K.CHUNK_SECONDS) -> None:
         self._pipe = pipeline
         h, w = pipeline.frame_size
         img = Image.fromarray(np.ascontiguousarray(reference_image, dtype=np.uint8)).convert("RGB")
         self._background = np.asarray(img.resize((w, h), Image.BILINEAR), dtype=np.uint8)
         self._ref_hash = reference_hash(reference_image)
-        self._talk = np.zeros(0, np.float32)
-        self._listen = np.zeros(0, np.float32)
+        self._talk = AudioQueue()
+        cap = None if listen_backlog_s is None else max(1, round(listen_backlog_s * pipeline.sample_rate))
+        self._listen = AudioQueue(cap)
+        self._peeked = 0
         self._chunk_index = 0
-        #: Agent samples queued at each step (to check that the server pushes the look-ahead).
-        self.talk_queued_at_step: list[int] = []
+        #: Agent samples each step read: its chunk's plus the look-ahead it peeked (to check ``talk_until``).
+        self.talk_seen_at_step: list[int] = []
 
     def push_talk_audio(self, pcm: np.ndarray, sample_rate: int) -> None:
         """Queue agent voice."""
-        self._talk = np.concatenate([self._talk, _to_rate(pcm, sample_rate, self._pipe.sample_rate)])
+        self._talk.push(_to_rate(pcm, sample_rate, self._pipe.sample_rate))
 
     def push_listen_audio(self, pcm: np.ndarray, sample_rate: int) -> None:
-        """Queue user voice; only the most recent two chunks are kept (it is heard live, not replayed)."""
-        n = K.CHUNK_VIDEO_FRAMES * samples_per_frame(self._pipe.sample_rate)
-        self._listen = np.concatenate([self._listen, _to_rate(pcm, sample_rate, self._pipe.sample_rate)])[-2 * n:]
+        """Queue user voice; only the newest ``listen_backlog_s`` are kept (it is heard live, not replayed)."""
+        self._listen.push(_to_rate(pcm, sample_rate, self._pipe.sample_rate))
 
     def interrupt(self) -> None:
         """Drop queued agent audio."""
-        self._talk = np.zeros(0, np.float32)
+        self._talk.clear()
+        self._peeked = 0
 
-    def step(self) -> GeneratedChunk:
-        """Make the next 12 frames from up to 0.48 s of queued agent audio and the queued user audio."""
+    def skip_talk_audio(self, n: int, until: int | None = None) -> int:
+        """Drop up to ``n`` queued agent samples after the last step's look-ahead (see the engine's session)."""
+        return self._talk.skip(n, keep=self._peeked, until=until)
+
+    def clear_listen_audio(self) -> None:
+        """Drop queued user audio."""
+        self._listen.clear()
+
+    @property
+    def talk_index(self) -> int:
+        return self._talk.start
+
+    @property
+    def talk_end(self) -> int:
+        return self._talk.end
+
+    @property
+    def queued_talk_samples(self) -> int:
+        return len(self._talk)
+
+    @property
+    def lookahead_samples(self) -> int:
+        return self._pipe.lookahead_samples
+
+    @property
+    def listen_samples_dropped(self) -> int:
+        return self._listen.dropped
+
+    def step(self, talk_until: int | None = None) -> GeneratedChunk:
+        """Make the next 12 frames from up to 0.48 s of queued agent audio (none at or past ``talk_until``) and
+        the queued user audio."""
         if self._pipe.seconds_per_step:
             time.sleep(self._pipe.seconds_per_step)  # stands in for model compute in fall-behind tests
         sr = self._pipe.sample_rate
         spf = samples_per_frame(sr)
         n = K.CHUNK_VIDEO_FRAMES * spf
-        self.talk_queued_at_step.append(self._talk.size)
-        talk, self._talk = self._talk[:n], self._talk[n:]
-        listen, self._listen = self._listen[:n], self._listen[n:]
+        talk = self._talk.take(n, talk_until)
+        self._peeked = self._talk.peek(self._pipe.lookahead_samples, talk_until).size
+        self.talk_seen_at_step.append(talk.size + self._peeked)
+        listen = self._listen.take(n)
         audio = np.zeros(n, np.float32)
         audio[:talk.size] = talk
         listen_rms = float(np.sqrt(np.mean(listen ** 2))) if listen.size else 0.0
@@ -112,8 +148,8 @@ class FakeAvatarSession:
 class FakeAvatarPipeline:
     """Makes :class:`FakeAvatarSession` streams. ``seconds_per_step`` > 0 makes each step that slow (for
     testing the fall-behind policy); ``listen_threshold`` is the user-audio RMS above which it "listens";
-    ``lookahead_samples`` declares a look-ahead like the real engine's (the fake consumes one chunk per step and
-    keeps the rest queued, so the server's look-ahead pushes can be tested with it)."""
+    ``lookahead_samples`` declares a look-ahead like the real engine's (each step consumes one chunk and peeks
+    that much further, so the server's ``talk_until`` bounds can be tested with it)."""
 
     name = "fake"
     #: Frames carry machine-readable codes (frame index, audio sample, reference hash) for tests and the page.
@@ -132,6 +168,14 @@ class FakeAvatarPipeline:
         self.listen_threshold = listen_threshold
         self.lookahead_samples = lookahead_samples
 
-    def session(self, reference_image: np.ndarray) -> FakeAvatarSession:
+    def session(self, reference_image: np.ndarray,
+                listen_backlog_s: float | None = 2 * K.CHUNK_SECONDS) -> FakeAvatarSession:
         """Start a fake stream for one reference image (HxWx3 uint8)."""
-        return FakeAvatarSession(self, reference_image)
+        return FakeAvatarSession(self, reference_image, listen_backlog_s)
+
+    def warmup(self) -> float:
+        """One throwaway chunk, as the engine's warm-up does (the server calls it before it turns ready)."""
+        t0 = time.perf_counter()
+        h, w = self.frame_size
+        self.session(np.full((h, w, 3), 128, np.uint8)).step()
+        return time.perf_counter() - t0

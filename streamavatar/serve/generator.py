@@ -4,7 +4,8 @@ The server never touches model internals: it only needs an object that makes per
 (ARCHITECTURE.md §5): ``pipe.session(reference_image)`` returns a session that accepts the agent's voice
 (``push_talk_audio``) and the user's voice (``push_listen_audio``), produces one chunk per ``step()``
 (12 frames = 0.48 s at 25 fps plus the exact agent audio those frames were generated from) and drops
-queued agent audio on ``interrupt()``. These are written as :class:`typing.Protocol` classes so the
+queued agent audio on ``interrupt()``; its audio queues (:mod:`streamavatar.audio.queue`) are the only place
+the server's audio is held. These are written as :class:`typing.Protocol` classes so the
 real model (:mod:`streamavatar.streaming`) and the test double in :mod:`streamavatar.serve.fake_generator` both fit.
 """
 
@@ -54,36 +55,56 @@ class ChunkLike(Protocol):
 
 @runtime_checkable
 class AvatarSession(Protocol):
-    """One endless avatar stream with its own state (KV cache, audio queues)."""
+    """One endless avatar stream with its own state (KV cache, audio queues).
+
+    The stream's agent-voice queue is the only copy of the agent's samples: the server pushes them on arrival
+    and bounds each step with ``talk_until``. Samples are numbered in push order (at the pipeline's
+    ``sample_rate``): ``talk_index`` is the next a step consumes, ``talk_end`` one past the last queued. The
+    audio calls and properties may come from another thread than ``step``."""
+
+    talk_index: int
+    talk_end: int
+    queued_talk_samples: int
+    lookahead_samples: int
+    listen_samples_dropped: int
 
     def push_talk_audio(self, pcm: np.ndarray, sample_rate: int) -> None:
-        """Queue agent voice (float32 mono in [-1, 1], any rate)."""
+        """Queue agent voice (mono int16, or float in [-1, 1], any rate)."""
 
     def push_listen_audio(self, pcm: np.ndarray, sample_rate: int) -> None:
-        """Queue user voice (float32 mono in [-1, 1], any rate)."""
+        """Queue user voice (as :meth:`push_talk_audio`); the oldest is dropped beyond the session's backlog."""
 
-    def step(self) -> ChunkLike:
-        """Generate the next chunk of ``CHUNK_VIDEO_FRAMES`` frames."""
+    def step(self, talk_until: int | None = None) -> ChunkLike:
+        """Generate the next chunk of ``CHUNK_VIDEO_FRAMES`` frames from one chunk of queued audio; agent samples
+        at or past index ``talk_until`` are neither consumed nor looked ahead at."""
 
     def interrupt(self) -> None:
         """Drop queued agent audio; the stream continues listening."""
+
+    def skip_talk_audio(self, n: int, until: int | None = None) -> int:
+        """Drop up to ``n`` queued agent samples after the last step's look-ahead, none at or past ``until``;
+        returns how many (later indices move back by that many)."""
+
+    def clear_listen_audio(self) -> None:
+        """Drop queued user audio."""
 
 
 @runtime_checkable
 class AvatarPipeline(Protocol):
     """A loaded model that makes sessions. ``frame_size`` is ``(H, W)``; ``sample_rate`` is the rate of the
-    audio returned in chunks (it must be a multiple of ``VIDEO_FPS`` so every frame owns whole samples).
+    audio returned in chunks and of the positions of a session's agent queue (a multiple of ``VIDEO_FPS`` so
+    every frame owns whole samples).
 
-    Optional: ``lookahead_samples`` (int, at ``sample_rate``), how much agent audio beyond a chunk its sessions
-    read without consuming it (an audio encoder's look-ahead). The server then pushes that much of the same
-    utterance ahead before each ``step()``; a session must still consume exactly one chunk per step."""
+    Optional: ``warmup()``, one throwaway chunk; the server calls it before it reports ready (the engine's runs
+    once per pipeline)."""
 
     name: str
     frame_size: tuple[int, int]
     sample_rate: int
 
-    def session(self, reference_image: np.ndarray) -> AvatarSession:
-        """Start a stream for one reference image (HxWx3 uint8)."""
+    def session(self, reference_image: np.ndarray, *, listen_backlog_s: float | None = ...) -> AvatarSession:
+        """Start a stream for one reference image (HxWx3 uint8) that keeps at most ``listen_backlog_s`` of
+        user audio queued."""
 
 
 def samples_per_frame(sample_rate: int) -> int:

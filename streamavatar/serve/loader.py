@@ -19,7 +19,7 @@ def load_generator(spec: str, fake_size: int = 256, dtype: str = "bf16") -> Avat
         return FakeAvatarPipeline(height=fake_size, width=fake_size)
     import streamavatar
 
-    pipe = streamavatar.load(spec, dtype=dtype)
+    pipe = streamavatar.load(spec, dtype=dtype, warmup=False)  # the server warms it up (pipe.warmup) after
     if not isinstance(pipe, AvatarPipeline):
         raise UserInputError(f"--model {spec}: the loaded model does not provide session(), frame_size and "
                              "sample_rate")

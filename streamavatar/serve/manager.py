@@ -15,7 +15,7 @@ import numpy as np
 
 from streamavatar.serve.config import ServeConfig
 from streamavatar.serve.generator import AvatarPipeline
-from streamavatar.serve.sessions import SessionRuntime
+from streamavatar.serve.sessions import SessionRuntime, open_session
 
 log = logging.getLogger("streamavatar.serve")
 
@@ -86,12 +86,11 @@ class SessionManager:
                 "delete a session (DELETE /v1/sessions/{id}) or start the server with a larger --max-sessions")
         self._creating += 1
         try:
-            gen = await asyncio.to_thread(self.pipeline.session, reference)
+            gen = await asyncio.to_thread(open_session, self.pipeline, reference, self.config)
             sid = secrets.token_hex(8)
             runtime = SessionRuntime(sid, gen, self.pipeline.frame_size, self.pipeline.sample_rate, self.config,
                                      generation_slots=self._generation_slots, reference_id=reference_id,
-                                     on_closed=self._forget,
-                                     lookahead_samples=getattr(self.pipeline, "lookahead_samples", 0))
+                                     on_closed=self._forget)
             self.sessions[sid] = runtime
             await runtime.start()
         finally:

@@ -38,7 +38,7 @@ from streamavatar.serve.audio_in import StreamResampler
 from streamavatar.serve.config import ServeConfig
 from streamavatar.serve.generator import AvatarPipeline
 from streamavatar.serve.media_clock import OutputFrame
-from streamavatar.serve.sessions import SessionRuntime
+from streamavatar.serve.sessions import SessionRuntime, open_session
 from streamavatar.serve.ws_protocol import ProtocolError
 
 _log = logging.getLogger("streamavatar.serve")
@@ -98,10 +98,9 @@ class StreamAvatarVideoService(FrameProcessor):
     async def _start(self) -> None:
         if self._runtime is not None:
             return
-        session = await asyncio.to_thread(self._avatar.session, self._reference)
+        session = await asyncio.to_thread(open_session, self._avatar, self._reference, self._config)
         self._runtime = SessionRuntime("pipecat", session, self._avatar.frame_size, self._avatar.sample_rate,
-                                       self._config,
-                                       lookahead_samples=getattr(self._avatar, "lookahead_samples", 0))
+                                       self._config)
         self._runtime.add_sink(self)
         await self._runtime.start()
         self._pusher = self.create_task(self._push_output())

@@ -1,9 +1,10 @@
 """One live session: generation ahead of playout, the output slot loop, utterances, interrupt and events.
 
-Two tasks run per session. The generation task starts each chunk just in time (at most ``lead_chunks``
-chunks ahead): before each
-``step()`` it hands the generator exactly the agent audio of that chunk (from :class:`AgentVoiceQueue`)
-and the user audio heard since the last step. The slot task sends one frame and its audio every 1/fps s
+Two tasks run per session. Audio goes straight into the generator session's queues as it arrives (they are
+its only copy); :class:`AgentVoiceQueue` keeps the utterances' ids and boundaries in it. The generation task
+starts each chunk just in time (at most ``lead_chunks`` chunks ahead), bounding each ``step()`` to the agent
+audio of one utterance (``talk_until``; the session consumes up to a chunk of it and looks ahead within it).
+The slot task sends one frame and its audio every 1/fps s
 (:class:`~streamavatar.serve.media_clock.MediaClock`) to every attached sink (the WebRTC tracks), whether or
 not anyone speaks, and turns what it sends into events. When generation is slower than real time a slot
 repeats the last frame with silence; ``behind_policy`` decides whether the agent's speech waits (``hold``)
@@ -26,7 +27,7 @@ import numpy as np
 from streamavatar import constants as K
 from streamavatar.serve.agent_voice import AgentVoiceQueue, QueueFull, Take
 from streamavatar.serve.config import ServeConfig
-from streamavatar.serve.generator import AvatarSession, samples_per_frame, validate_chunk
+from streamavatar.serve.generator import AvatarPipeline, AvatarSession, samples_per_frame, validate_chunk
 from streamavatar.serve.media_clock import MediaClock, OutputFrame, split_chunk
 from streamavatar.serve.metrics import SessionMetrics
 from streamavatar.serve.ws_protocol import ProtocolError
@@ -43,13 +44,18 @@ class FrameSink(Protocol):
     def deliver(self, slot: int, frame: OutputFrame) -> None: ...
 
 
+def open_session(pipeline: AvatarPipeline, reference_image: np.ndarray, config: ServeConfig) -> AvatarSession:
+    """A generator session that keeps ``config.listen_backlog_s`` of user audio (the one cap on it)."""
+    return pipeline.session(reference_image, listen_backlog_s=config.listen_backlog_s)
+
+
 class SessionRuntime:
     """The running state of one session. Create it, ``await start()``, and ``await close()``."""
 
     def __init__(self, session_id: str, generator: AvatarSession, frame_size: tuple[int, int], sample_rate: int,
                  config: ServeConfig, generation_slots: asyncio.Semaphore | None = None,
-                 reference_id: str | None = None, on_closed: Callable[[SessionRuntime], None] | None = None,
-                 lookahead_samples: int = 0) -> None:
+                 reference_id: str | None = None, on_closed: Callable[[SessionRuntime], None] | None = None
+                 ) -> None:
         self.id = session_id
         self.reference_id = reference_id
         self.config = config
@@ -65,19 +71,12 @@ class SessionRuntime:
         self.peers: set[Any] = set()
         self.websockets = 0
         self._generator = generator
-        # Agent audio the generator reads beyond each chunk (its audio encoder's look-ahead), and how many samples
-        # of the head utterance it already holds because of that (they are not pushed again).
-        self._lookahead = max(0, int(lookahead_samples))
-        self._ahead = 0
         self._slots = generation_slots or asyncio.Semaphore(1)
         self._on_closed = on_closed
         self._voice = AgentVoiceQueue(config.prebuffer_s, sample_rate,
                                       max_samples=int(config.max_talk_queue_s * sample_rate),
                                       max_utterances=config.max_utterances)
-        self._listen_keep = max(1, int(config.listen_backlog_s * sample_rate))
         self._buffer: deque[OutputFrame] = deque()
-        self._listen_pending: deque[np.ndarray] = deque()
-        self._listen_total = 0  # samples in _listen_pending
         self._sinks: set[FrameSink] = set()
         self._subscribers: set[asyncio.Queue] = set()
         self._drained = asyncio.Event()
@@ -85,7 +84,6 @@ class SessionRuntime:
         self._slot = 0
         self._last_frame: OutputFrame | None = None
         self._epoch = 0
-        self._generator_interrupt = False
         self._inflight_uid: str | None = None
         self._interrupt_at: float | None = None
         self._debt = 0
@@ -202,50 +200,44 @@ class SessionRuntime:
         return self._voice.end()
 
     def push_talk(self, pcm: np.ndarray) -> str:
-        """Agent voice, int16 mono at the generator's rate. Beyond ``max_talk_queue_s`` (or ``max_utterances``)
-        queued, the whole piece is refused: ProtocolError ``queue_full``, counted in ``talk_samples_refused``."""
+        """Agent voice, int16 mono at the generator's rate, into the generator's queue. Beyond
+        ``max_talk_queue_s`` (or ``max_utterances``) queued, the whole piece is refused: ProtocolError
+        ``queue_full``, counted in ``talk_samples_refused``."""
         self.metrics.talk_samples_in += pcm.size
         now = self._loop.time()
+        gen = self._generator
         try:
-            uid = self._voice.push(pcm, now)
+            self._voice.admit(pcm.size, gen.queued_talk_samples)
         except QueueFull as exc:
             if exc.what == "samples":
                 self.metrics.talk_samples_refused += pcm.size
             else:
                 self.metrics.utterances_refused += 1
             raise ProtocolError("queue_full", exc.message) from None
+        start = gen.talk_end
+        if pcm.size:
+            gen.push_talk_audio(pcm, self.sample_rate)
+            if gen.talk_end != start + pcm.size:  # the utterance bounds would no longer match the samples
+                raise RuntimeError(f"the generator queued {gen.talk_end - start} agent samples for {pcm.size} "
+                                   "pushed at its own sample rate")
+        uid = self._voice.push(pcm.size, now, start)
         self._first_audio.setdefault(uid, now)
         return uid
 
     def push_listen(self, pcm: np.ndarray) -> None:
-        """User voice, int16 mono at the generator's rate (ignored while listening is switched off)."""
+        """User voice, int16 mono at the generator's rate, into the generator's queue (which keeps the newest
+        ``listen_backlog_s``); ignored while listening is switched off."""
         self.metrics.listen_samples_in += pcm.size
         if self.listen_mode == "off" or pcm.size == 0:
             return
-        keep = self._listen_keep  # listen_backlog_s: the newest user audio is kept, the oldest dropped
-        if pcm.size > keep:
-            self.metrics.listen_samples_dropped += pcm.size - keep
-            pcm = pcm[-keep:].copy()
-        self._listen_pending.append(pcm)
-        self._listen_total += pcm.size
-        while self._listen_total > keep:
-            head = self._listen_pending[0]
-            excess = self._listen_total - keep
-            if head.size <= excess:
-                self._listen_pending.popleft()
-                cut = head.size
-            else:
-                self._listen_pending[0] = head[excess:]
-                cut = excess
-            self._listen_total -= cut
-            self.metrics.listen_samples_dropped += cut
+        self._generator.push_listen_audio(pcm, self.sample_rate)
+        self.metrics.listen_samples_dropped = self._generator.listen_samples_dropped
 
     def set_listen_mode(self, mode: ListenMode) -> None:
         """``start_listening`` (on), ``stop_listening`` (off) or automatic (the model decides from the audio)."""
         self.listen_mode = mode
         if mode == "off":
-            self._listen_pending.clear()
-            self._listen_total = 0
+            self._generator.clear_listen_audio()
         self._publish("listen_mode", mode=mode)
 
     def interrupt(self) -> None:
@@ -257,8 +249,9 @@ class SessionRuntime:
         uids: list[str] = []
         for u in self._voice.clear():
             uids.append(u.id)
+        # A step planned before this reads nothing more: its talk_until lies before the cleared queue's start.
+        self._generator.interrupt()
         self._epoch += 1
-        self._generator_interrupt = True
         uids += [f.utterance_id for f in self._buffer if f.utterance_id]
         if self.config.interrupt_mode == "drop":
             self.metrics.interrupt_dropped_frames += len(self._buffer)
@@ -276,15 +269,6 @@ class SessionRuntime:
         self._interrupt_at = now
 
     # --- generation -----------------------------------------------------------------------------------------
-    def _step(self, talk: np.ndarray | None, listen: np.ndarray | None, interrupt: bool) -> Any:
-        if interrupt:
-            self._generator.interrupt()
-        if talk is not None and talk.size:
-            self._generator.push_talk_audio(talk.astype(np.float32) / 32768.0, self.sample_rate)
-        if listen is not None and listen.size:
-            self._generator.push_listen_audio(listen.astype(np.float32) / 32768.0, self.sample_rate)
-        return self._generator.step()
-
     def _buffer_is_enough(self) -> bool:
         """Whether generation can wait: the frames still to send cover the expected generation time (the
         longest of the last few chunks, on the loop clock) plus ``lead_margin_s``, or ``lead_chunks`` are
@@ -302,27 +286,25 @@ class SessionRuntime:
                 while self._buffer_is_enough():
                     self._drained.clear()
                     await self._drained.wait()
-                interrupt, self._generator_interrupt = self._generator_interrupt, False
-                if interrupt:
-                    self._ahead = 0  # the generator drops its queue, look-ahead included
+                gen = self._generator
                 if self._debt:
-                    dropped = self._voice.skip_playing(self._debt, keep_first=self._ahead)
+                    end = self._voice.playing_end()
+                    dropped = gen.skip_talk_audio(self._debt, until=end) if end is not None else 0
+                    self._voice.skipped(dropped)
                     self.metrics.dropped_talk_frames += dropped / self.samples_per_frame
                     self._debt = 0
-                take = self._voice.take(n, self._loop.time())
-                talk = self._talk_to_push(take)
-                listen = np.concatenate(self._listen_pending) if self._listen_pending else None
-                self._listen_pending = deque()
-                self._listen_total = 0
+                talk_index = gen.talk_index
+                take = self._voice.take(n, self._loop.time(), talk_index)
+                until = take.until if take is not None else talk_index  # no utterance ready: read no agent audio
                 epoch = self._epoch
                 self._inflight_uid = take.utterance_id if take is not None else None
                 started = self._loop.time()
                 async with self._slots:
                     t0 = time.perf_counter()
                     if self.config.generate_in_thread:
-                        chunk = await asyncio.to_thread(self._step, talk, listen, interrupt)
+                        chunk = await asyncio.to_thread(gen.step, until)
                     else:
-                        chunk = self._step(talk, listen, interrupt)
+                        chunk = gen.step(until)
                     elapsed = time.perf_counter() - t0
                 self._inflight_uid = None
                 self._recent_generation.append(self._loop.time() - started)
@@ -337,27 +319,10 @@ class SessionRuntime:
             self.publish_error("generator_failed", f"{type(exc).__name__}: {exc}")
             self._closing = asyncio.get_running_loop().create_task(self.close("generator_failed"))
 
-    def _talk_to_push(self, take: Take | None) -> np.ndarray | None:
-        """The agent samples to hand the generator before its next step: the chunk's samples it does not hold
-        yet, plus up to ``lookahead_samples`` of what follows in the same utterance (so its audio encoder sees
-        the real look-ahead, not silence). The chunk still consumes exactly ``take`` (a generator consumes one
-        chunk per step and keeps the rest queued), so frames and voice stay paired; the look-ahead is never
-        taken from the next utterance, which may start later."""
-        if take is None:
-            return None
-        held, self._ahead = self._ahead, 0
-        if take.pcm.size < held:
-            raise RuntimeError(f"the generator holds {held} look-ahead samples but the chunk takes {take.pcm.size}")
-        ahead = np.zeros(0, np.int16)
-        if not take.is_last and take.pcm.size:
-            ahead = self._voice.peek_playing(take.utterance_id, self._lookahead)
-            self._ahead = ahead.size
-        return np.concatenate([take.pcm[held:], ahead])
-
     def _enqueue(self, chunk: Any, take: Take | None, epoch: int, elapsed: float) -> None:
-        talk = int(getattr(chunk, "talk_samples", take.pcm.size if take is not None else 0))
+        talk = int(getattr(chunk, "talk_samples", take.samples if take is not None else 0))
         if take is not None:
-            talk = min(talk, take.pcm.size)
+            talk = min(talk, take.samples)
         state = chunk.state
         if self.listen_mode == "on" and state == "idle":
             state = "listening"
@@ -419,7 +384,7 @@ class SessionRuntime:
         now = self._loop.time()
         self.metrics.record_emit(now)
         self.metrics.queue_output_frames = len(self._buffer)
-        self.metrics.queue_talk_samples = self._voice.queued_samples
+        self.metrics.queue_talk_samples = self._generator.queued_talk_samples
         for sink in list(self._sinks):
             sink.deliver(self._slot, frame)
         if frame.state != self.state:

@@ -19,7 +19,7 @@ from streamavatar.serve import frame_code
 from streamavatar.serve.config import ServeConfig
 from streamavatar.serve.fake_generator import FakeAvatarPipeline, reference_hash
 from streamavatar.serve.generator import AvatarPipeline, GeneratedChunk, samples_per_frame
-from streamavatar.serve.sessions import SessionRuntime
+from streamavatar.serve.sessions import SessionRuntime, open_session
 from streamavatar.serve.webrtc import SessionAudioTrack, SessionVideoTrack
 
 
@@ -52,17 +52,11 @@ class _CodeStampingSession:
         self._ref_hash = reference_hash(reference_image)
         self._frames = 0
 
-    def push_talk_audio(self, pcm: np.ndarray, sample_rate: int) -> None:
-        self._inner.push_talk_audio(pcm, sample_rate)
+    def __getattr__(self, name: str):  # the audio calls and queue positions are the wrapped session's
+        return getattr(self._inner, name)
 
-    def push_listen_audio(self, pcm: np.ndarray, sample_rate: int) -> None:
-        self._inner.push_listen_audio(pcm, sample_rate)
-
-    def interrupt(self) -> None:
-        self._inner.interrupt()
-
-    def step(self) -> GeneratedChunk:
-        chunk = self._inner.step()
+    def step(self, talk_until: int | None = None) -> GeneratedChunk:
+        chunk = self._inner.step(talk_until)
         spf = samples_per_frame(chunk.sample_rate)
         talk = int(getattr(chunk, "talk_samples", 0))
         frames = chunk.frames.copy()
@@ -89,11 +83,10 @@ class CodeStampingPipeline:
         self.frame_codes = True
         self.frame_size = inner.frame_size
         self.sample_rate = inner.sample_rate
-        self.lookahead_samples = getattr(inner, "lookahead_samples", 0)
 
-    def session(self, reference_image: np.ndarray) -> _CodeStampingSession:
+    def session(self, reference_image: np.ndarray, **kw) -> _CodeStampingSession:
         """A session of the wrapped model whose chunks carry frame codes."""
-        return _CodeStampingSession(self.inner.session(reference_image), reference_image)
+        return _CodeStampingSession(self.inner.session(reference_image, **kw), reference_image)
 
 
 def sim_config(**kw) -> ServeConfig:
@@ -158,8 +151,8 @@ async def start_sim_session(name: str = "s", size: int = 64, color=(200, 40, 40)
     pipe = pipeline or FakeAvatarPipeline(size, size)
     ref = np.zeros((size, size, 3), np.uint8)
     ref[:] = color
-    rt = SessionRuntime(name, pipe.session(ref), pipe.frame_size, pipe.sample_rate, config or sim_config(),
-                        lookahead_samples=getattr(pipe, "lookahead_samples", 0))
+    config = config or sim_config()
+    rt = SessionRuntime(name, open_session(pipe, ref, config), pipe.frame_size, pipe.sample_rate, config)
     rec = Recording()
     video, audio = SessionVideoTrack(rt), SessionAudioTrack(rt)
     rt.add_sink(video)

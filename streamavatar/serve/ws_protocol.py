@@ -88,7 +88,7 @@ def parse_text(text: str) -> ControlMessage:
         if not isinstance(uid, str) or not UTTERANCE_ID.match(uid):
             raise ProtocolError("bad_message", "utterance_id must be 1-64 characters of letters, digits, _ . : -")
     if kind == "audio_format":
-        if fields.get("stream") not in STREAMS:
+        if not isinstance(fields.get("stream"), str) or fields["stream"] not in STREAMS:  # [] is unhashable
             raise ProtocolError("bad_message", f"audio_format.stream must be 'talk' or 'listen', got "
                                 f"{str(fields.get('stream'))[:40]!r}")
         if "sample_rate" not in fields:

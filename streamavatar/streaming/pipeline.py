@@ -120,6 +120,7 @@ class Pipeline:
         self.lookahead_samples = int(self.frontend.geometry.lookahead)
         self.load_s = time.perf_counter() - t0
         self.warmup_s = 0.0
+        self.warmed_up = False
 
     def _check_bf16(self, model, mc, vae, vae_spec: str) -> NumericsReport:
         """The bf16-vs-fp32 self-check on the bundled reference image (cached per machine and weights)."""
@@ -200,12 +201,16 @@ class Pipeline:
         return frames_to_uint8(decoder.decode(latents.to(self.vae_device, self.vae.dtype)))
 
     def warmup(self) -> float:
-        """Run one throwaway chunk (first calls of the encoder, DiT and VAE pay one-off costs); returns seconds."""
+        """Run one throwaway chunk (first calls of the encoder, DiT and VAE pay one-off costs); returns seconds.
+        Once per pipeline: a second call (the server's, on a pipeline ``load`` warmed up already) does nothing."""
+        if self.warmed_up:
+            return 0.0
         t0 = time.perf_counter()
         gray = np.full((self.resolution, self.resolution, 3), 128, np.uint8)
         with self.session(gray) as s:
             s.step()
-        return time.perf_counter() - t0
+        self.warmup_s, self.warmed_up = time.perf_counter() - t0, True
+        return self.warmup_s
 
     def session(self, reference_image, *, seed: int = 0, listen_backlog_s: float | None = 2.0,
                 keep_latents: bool = False):
@@ -240,5 +245,5 @@ def load(spec: str = "default", *, resolution: int | None = None, dtype: str = "
     pipe = Pipeline(folder, resolution=resolution, dtype=dtype, dit_device=dit_device, vae_device=vae_device,
                     overlap=overlap, numerics_check=numerics_check)
     if warmup:
-        pipe.warmup_s = pipe.warmup()
+        pipe.warmup()
     return pipe

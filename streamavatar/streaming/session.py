@@ -25,6 +25,15 @@ price of one chunk of latency. Plain ``step()`` calls return the chunk they gene
 
 Interrupt: queued agent audio is dropped; the next submitted chunk consumes no agent audio and is
 "listening" or "idle". A chunk that was already submitted keeps its audio (it was generated talking).
+
+Threads: the audio calls (``push_*``, ``interrupt``, ``skip_talk_audio``, ``clear_listen_audio`` and the queue
+properties) may come from another thread than the steps — audio arrives on the network's thread while a step
+runs on the compute thread (the server does this). Everything else: one thread.
+
+Positions: agent samples are numbered in push order at 16 kHz (= :attr:`Pipeline.sample_rate`).
+:attr:`Session.talk_index` is the next one a step consumes, :attr:`Session.talk_end` one past the last queued;
+``step(talk_until=i)`` reads (consumes or looks ahead at) none from ``i`` on — the server bounds every chunk to
+one utterance so, with the samples themselves queued here only once.
 """
 
 from __future__ import annotations
@@ -117,9 +126,47 @@ class Session:
         self._check_open("interrupt")
         self._audio.talk.clear()
 
+    def skip_talk_audio(self, n: int, until: int | None = None) -> int:
+        """Drop up to ``n`` queued agent samples (16 kHz) after those the last chunk looked ahead at, none at or
+        past index ``until``; returns how many were dropped (later indices move back by that many). Keeps speech
+        on the wall clock when generation falls behind."""
+        self._check_open("skip_talk_audio")
+        return self._audio.talk.skip(n, until)
+
+    def clear_listen_audio(self) -> None:
+        """Drop queued user audio."""
+        self._check_open("clear_listen_audio")
+        self._audio.listen.clear()
+
+    @property
+    def talk_index(self) -> int:
+        """Index of the next agent sample a step consumes (samples consumed, skipped or dropped so far)."""
+        return self._audio.talk.queue.start
+
+    @property
+    def talk_end(self) -> int:
+        """Index one past the last queued agent sample."""
+        return self._audio.talk.queue.end
+
+    @property
+    def queued_talk_samples(self) -> int:
+        """Agent samples (16 kHz) queued and not consumed yet."""
+        return len(self._audio.talk.queue)
+
     @property
     def queued_talk_s(self) -> float:
-        return len(self._audio.talk.queue) / self._audio.talk.geometry.chunk_samples * K.CHUNK_SECONDS
+        """Seconds of agent audio queued and not consumed yet."""
+        return self.queued_talk_samples / self._audio.talk.geometry.chunk_samples * K.CHUNK_SECONDS
+
+    @property
+    def lookahead_samples(self) -> int:
+        """Agent samples (16 kHz) a step looks at beyond its chunk without consuming them."""
+        return self._audio.talk.lookahead_samples
+
+    @property
+    def listen_samples_dropped(self) -> int:
+        """User samples dropped so far because more than ``listen_backlog_s`` was queued (oldest first)."""
+        return self._audio.listen.queue.dropped
 
     @property
     def in_flight(self) -> int:
@@ -127,18 +174,20 @@ class Session:
         return len(self._pending)
 
     # --- chunks out ---------------------------------------------------------------------------------------
-    def step(self) -> Chunk:
-        """Generate the next chunk from the queued audio and return the oldest uncollected chunk."""
-        self.submit()
+    def step(self, talk_until: int | None = None) -> Chunk:
+        """Generate the next chunk from the queued audio and return the oldest uncollected chunk (``talk_until``:
+        see :meth:`submit`)."""
+        self.submit(talk_until)
         return self.collect()
 
     @torch.no_grad()
-    def submit(self) -> None:
-        """Take one chunk of audio from both queues, run the audio encoder and the DiT, queue the decode."""
+    def submit(self, talk_until: int | None = None) -> None:
+        """Take one chunk of audio from both queues, run the audio encoder and the DiT, queue the decode.
+        ``talk_until``: read no agent sample at or past this index (it stays queued; the chunk sees silence)."""
         self._check_open("submit")
         pipe = self._pipe
         t0 = self.metrics.chunk_started()
-        ca = self._audio.next_chunk()
+        ca = self._audio.next_chunk(talk_until=talk_until)
         tokens = pipe.condition(ca)
         t1 = time.perf_counter()
         latents = pipe.denoise(self._state, tokens, self._generator)

@@ -164,3 +164,23 @@ async def next_event(ws, kind: str, timeout: float = 10.0) -> dict:
             if e["type"] == kind:
                 return e
     return await asyncio.wait_for(_get(), timeout)
+
+
+def arrays_held(obj, skip: tuple = (), _seen: set | None = None, _path: str = "") -> list[str]:
+    """Paths of the non-empty numpy arrays reachable from ``obj`` through attributes and containers, not
+    entering the objects in ``skip`` (to check that the server keeps no copy of the audio it was given)."""
+    seen = set() if _seen is None else _seen
+    if id(obj) in seen or any(obj is s for s in skip) or isinstance(obj, (str, bytes, int, float, type(None))):
+        return []
+    seen.add(id(obj))
+    if isinstance(obj, np.ndarray):
+        return [_path] if obj.size else []
+    if isinstance(obj, dict):
+        items = [(f"{_path}[{k!r}]", v) for k, v in obj.items()]
+    elif isinstance(obj, (list, tuple, set, frozenset)) or type(obj).__name__ == "deque":
+        items = [(f"{_path}[{i}]", v) for i, v in enumerate(obj)]
+    elif hasattr(obj, "__dict__") and type(obj).__module__.startswith("streamavatar"):
+        items = [(f"{_path}.{k}", v) for k, v in vars(obj).items()]
+    else:
+        return []
+    return [p for key, v in items for p in arrays_held(v, skip, seen, key)]

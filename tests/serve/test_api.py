@@ -44,9 +44,9 @@ class GatedPipeline(FakeAvatarPipeline):
         super().__init__(64, 64)
         self.gate = gate
 
-    def session(self, reference_image):
+    def session(self, reference_image, **kw):
         self.gate.wait(10)
-        return super().session(reference_image)
+        return super().session(reference_image, **kw)
 
 
 def test_readyz_only_after_warm_up_and_503_before():
@@ -69,6 +69,53 @@ def test_readyz_only_after_warm_up_and_503_before():
                 await create_session(c, base)
 
     asyncio.run(main())
+
+
+class CountingPipeline(FakeAvatarPipeline):
+    """A fake that counts its warm-ups and sessions."""
+
+    def __init__(self) -> None:
+        super().__init__(64, 64)
+        self.warmups = self.sessions = 0
+
+    def warmup(self) -> float:
+        self.warmups += 1
+        return super().warmup()
+
+    def session(self, reference_image, **kw):
+        self.sessions += 1
+        return super().session(reference_image, **kw)
+
+
+def test_the_server_warms_the_model_up_once_with_its_own_warm_up():
+    async def main():
+        pipe = CountingPipeline()
+        async with running_server(fake_config(), pipeline=pipe) as (base, _):
+            async with httpx.AsyncClient() as c:
+                for _ in range(200):
+                    if (await c.get(f"http://{base}/readyz")).status_code == 200:
+                        break
+                    await asyncio.sleep(0.02)
+                assert (pipe.warmups, pipe.sessions) == (1, 1)
+                await create_session(c, base)
+                assert (pipe.warmups, pipe.sessions) == (1, 2)
+
+    asyncio.run(main())
+
+
+def test_the_loader_leaves_the_warm_up_to_the_server(monkeypatch):
+    import streamavatar
+    from streamavatar.serve.loader import load_generator
+
+    seen = {}
+
+    def fake_load(spec, **kw):
+        seen.update(kw, spec=spec)
+        return FakeAvatarPipeline(64, 64)
+
+    monkeypatch.setattr(streamavatar, "load", fake_load, raising=False)
+    load_generator("some/dir", dtype="fp32")
+    assert seen == {"spec": "some/dir", "dtype": "fp32", "warmup": False}
 
 
 def test_429_beyond_max_sessions_with_a_clear_message():
@@ -275,16 +322,16 @@ def test_idle_timeout_and_max_duration_close_sessions_and_say_why():
 class BrokenPipeline(FakeAvatarPipeline):
     """A fake whose sessions fail on their third chunk (the warm-up session only makes one)."""
 
-    def session(self, reference_image):
-        inner = super().session(reference_image)
+    def session(self, reference_image, **kw):
+        inner = super().session(reference_image, **kw)
         calls = [0]
         step = inner.step
 
-        def failing_step():
+        def failing_step(talk_until=None):
             calls[0] += 1
             if calls[0] == 3:
                 raise RuntimeError("simulated model failure")
-            return step()
+            return step(talk_until)
 
         inner.step = failing_step
         return inner

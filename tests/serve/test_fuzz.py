@@ -94,6 +94,16 @@ def test_non_ascii_session_id_with_a_token_is_401_not_500(server):
             assert r.status_code == 401 and r.json()["error"]["code"] == "unauthorized", (path, sid, r.text)
 
 
+def test_audio_format_with_an_unhashable_stream_is_bad_message_not_1011():
+    # Found by the fuzz test below: `[] in STREAMS` (a dict) raised TypeError and closed the socket with 1011.
+    from streamavatar.serve.ws_protocol import ProtocolError, parse_text
+
+    for stream in ([], {}, ["talk"]):
+        with pytest.raises(ProtocolError) as bad:
+            parse_text(json.dumps({"type": "audio_format", "stream": stream, "sample_rate": 16000}))
+        assert bad.value.code == "bad_message"
+
+
 @FUZZ
 @given(request=requests, known_session=st.booleans(), x=segment, body=bodies)
 def test_http_answers_are_success_or_4xx_in_the_error_shape(server, request, known_session, x, body):
@@ -163,4 +173,4 @@ def test_websocket_messages_get_events_or_errors_and_the_handler_lives(server, m
     asyncio.run(run())
     rt = app.state.manager.get(session["session_id"])
     assert not rt.closed
-    assert rt._voice.queued_samples <= 3 * 16000  # max_talk_queue_s: a piece that does not fit is refused whole
+    assert rt._generator.queued_talk_samples <= 3 * 16000  # max_talk_queue_s: a piece that does not fit: refused

@@ -122,12 +122,12 @@ def test_agent_audio_and_utterances_are_bounded_and_refusals_are_counted():
                     e = await next_event(ws, "error")
                     assert e["code"] == "queue_full" and "max_talk_queue_s" in e["message"]
                     await wait_for(lambda: rt.metrics.talk_samples_in == 20 * 16000)
-                    assert rt._voice.queued_samples <= 2 * 16000
+                    assert rt._generator.queued_talk_samples <= 2 * 16000
                     assert rt.metrics.talk_samples_refused >= 17 * 16000
                     metrics = (await c.get(f"http://{base}/metrics")).text
                     assert f'streamavatar_session_talk_samples_refused_total{{session="{rt.id}"}}' in metrics
                     await ws.send(json.dumps({"type": "interrupt"}))
-                    await wait_for(lambda: rt._voice.queued_samples == 0)
+                    await wait_for(lambda: rt._generator.queued_talk_samples == 0)
                     for k in range(10):  # speak_start floods: at most max_utterances queued
                         await ws.send(json.dumps({"type": "speak_start", "utterance_id": f"u{k}"}))
                     await ws.send(json.dumps({"type": "ping", "id": 1}))
@@ -164,7 +164,7 @@ def test_listen_backlog_tokens_and_websockets_per_session_are_bounded():
                     assert json.loads(refused.value.response.body)["error"]["code"] == "too_many_websockets"
                     await a.send(encode_audio("listen", np.ones(5 * 16000, np.int16)))  # 5 s at once
                     await wait_for(lambda: rt.metrics.listen_samples_in >= 5 * 16000)
-                    assert rt._listen_total <= 8000
+                    assert len(rt._generator._listen) <= 8000  # the session keeps listen_backlog_s
                     assert rt.metrics.listen_samples_dropped >= 5 * 16000 - 8000
                 metrics = (await c.get(f"http://{base}/metrics")).text
                 assert "streamavatar_websockets_refused_total 1.0" in metrics

@@ -1,7 +1,8 @@
-"""The server hands the generator its audio look-ahead (the agent audio that follows a chunk in the same
-utterance) without changing what each chunk consumes: frames and voice stay paired sample for sample, an
-interrupt leaves nothing behind, the look-ahead never crosses into the next utterance, and the 'drop'
-fall-behind policy skips speech after the samples the generator already holds."""
+"""The generator sees its audio look-ahead (the agent audio that follows a chunk in the same utterance, in its
+own queue) without changing what each chunk consumes: frames and voice stay paired sample for sample, an
+interrupt leaves nothing behind, the look-ahead never crosses into the next utterance (the server bounds each
+step with ``talk_until``), and the 'drop' fall-behind policy skips speech after the samples the last chunk
+looked ahead at."""
 
 from __future__ import annotations
 
@@ -11,8 +12,8 @@ import numpy as np
 import pytest
 
 from streamavatar import constants as K
-from streamavatar.serve.agent_voice import AgentVoiceQueue
 from streamavatar.serve.fake_generator import FakeAvatarPipeline
+from streamavatar.serve.sessions import SessionRuntime, open_session
 from streamavatar.serve.simulation import av_offsets, sim_config, start_sim_session
 from streamavatar.serve.virtual_time import run_virtual
 
@@ -33,22 +34,6 @@ def _sent_talk_audio(sim) -> np.ndarray:
             start = round(v.pts_s * SR)
             out += [by_pts[start], by_pts[start + spf // 2]]
     return np.concatenate(out) if out else np.zeros(0, np.int16)
-
-
-def test_voice_queue_peek_and_skip_keep_the_lookahead():
-    q = AgentVoiceQueue(prebuffer_s=0.0, sample_rate=SR)
-    uid = q.start()
-    q.push(np.arange(0, 3000, dtype=np.int16), 0.0)
-    q.push(np.arange(3000, 5000, dtype=np.int16), 0.0)
-    take = q.take(2000, 0.0)
-    assert take.utterance_id == uid and (take.pcm == np.arange(2000)).all()
-    peek = q.peek_playing(uid, 1500)  # crosses the boundary between the two pushed parts
-    assert (peek == np.arange(2000, 3500)).all() and q.queued_samples == 3000
-    assert q.peek_playing("other", 10).size == 0
-    assert q.skip_playing(500, keep_first=1500) == 500  # skips 3500..3999, keeps what was peeked
-    rest = q.take(5000, 0.0)
-    assert (rest.pcm == np.concatenate([np.arange(2000, 3500), np.arange(4000, 5000)])).all()
-    assert q.peek_playing(uid, 10).size == 0  # nothing left to peek
 
 
 def _lookahead_session_script(interrupt_at: float | None):
@@ -72,7 +57,7 @@ def _lookahead_session_script(interrupt_at: float | None):
 
 def test_lookahead_is_pushed_and_frames_keep_their_own_audio():
     sim, fake = _lookahead_session_script(interrupt_at=None)
-    talk_steps = [q for q in fake.talk_queued_at_step if q]
+    talk_steps = [q for q in fake.talk_seen_at_step if q]
     # every chunk of the 5 s utterance but the last sees the 80 ms that follow it; the last sees only itself,
     # and the look-ahead never reaches into the second utterance (16000 samples = 2 full chunks + 640)
     assert talk_steps == [CHUNK + AHEAD] * 10 + [3200] + [CHUNK + AHEAD, CHUNK + 640, 640]
@@ -107,9 +92,9 @@ class _SlowStep:
     def __getattr__(self, name):
         return getattr(self.inner, name)
 
-    def step(self):
+    def step(self, talk_until=None):
         asyncio.get_running_loop().advance(self.seconds)
-        return self.inner.step()
+        return self.inner.step(talk_until)
 
 
 def test_drop_policy_skips_speech_after_the_lookahead():
@@ -126,7 +111,7 @@ def test_drop_policy_skips_speech_after_the_lookahead():
     sim, fake = run_virtual(main())
     m = sim.runtime.metrics
     assert m.repeated_frames > 0 and m.dropped_talk_frames > 0
-    assert max(fake.talk_queued_at_step) == CHUNK + AHEAD
+    assert max(fake.talk_seen_at_step) == CHUNK + AHEAD
     sent = _sent_talk_audio(sim).astype(np.int64)
     steps = np.diff(sent) % 32768  # the ramp wraps at 2**15
     # speech only moves forward: gapless inside chunks, skips between them, never a repeat or a step back
@@ -144,18 +129,24 @@ def tiny_engine(tmp_path_factory):
 
 
 class _QueueSpy:
-    """Wraps a real engine session and records how much agent audio it holds before each step."""
+    """Wraps a real engine session and records how much agent audio each step may read (its chunk and its
+    look-ahead, bounded by ``talk_until``) and how much it consumed."""
 
     def __init__(self, inner) -> None:
         self.inner = inner
-        self.queued: list[int] = []
+        self.readable: list[int] = []
+        self.consumed: list[int] = []
 
     def __getattr__(self, name):
         return getattr(self.inner, name)
 
-    def step(self):
-        self.queued.append(round(self.inner.queued_talk_s / K.CHUNK_SECONDS * CHUNK))
-        return self.inner.step()
+    def step(self, talk_until=None):
+        start = self.inner.talk_index
+        self.readable.append(min(talk_until - start, CHUNK + self.inner.lookahead_samples))
+        chunk = self.inner.step(talk_until)
+        self.consumed.append(self.inner.talk_index - start)
+        assert chunk.talk_samples == self.consumed[-1]
+        return chunk
 
 
 def test_real_engine_receives_its_lookahead(tiny_engine):
@@ -166,14 +157,40 @@ def test_real_engine_receives_its_lookahead(tiny_engine):
         spy = _QueueSpy(sim.runtime._generator)
         sim.runtime._generator = spy
         sim.say(1.2)  # 19200 samples: two full chunks + 3840
+        sim.say(0.5)  # queued right behind it in the session: 8000 samples, one chunk + 320
         await asyncio.sleep(3.0)
         await sim.close()
         return sim, spy
 
     sim, spy = run_virtual(main())
-    assert [q for q in spy.queued if q] == [CHUNK + AHEAD, CHUNK + AHEAD, 3840]
+    # one chunk reads one utterance: the look-ahead and the last partial chunk stop at the boundary
+    assert [q for q in spy.readable if q] == [CHUNK + AHEAD, CHUNK + AHEAD, 3840, CHUNK + 320, 320]
+    assert [q for q in spy.consumed if q] == [CHUNK, CHUNK, 3840, CHUNK, 320]
     sent = _sent_talk_audio_engine(sim)
-    assert (sent.astype(np.int64) == np.arange(19200)).all()  # the engine's chunks carry exactly the pushed audio
+    gap = np.zeros(CHUNK - 3840, np.int64)  # the first utterance's last chunk ends in silence
+    want = np.concatenate([np.arange(19200), gap, np.arange(19200, 27200)])
+    assert np.array_equal(sent.astype(np.int64), want)  # the engine's chunks carry exactly the pushed audio
+
+
+def test_real_engine_session_holds_the_only_copy(tiny_engine):
+    from tests.serve.helpers import arrays_held
+
+    async def main():
+        config = sim_config(listen_backlog_s=0.5)
+        gen = open_session(tiny_engine, np.zeros((64, 64, 3), np.uint8), config)
+        rt = SessionRuntime("s", gen, tiny_engine.frame_size, tiny_engine.sample_rate, config)
+        rt.speak_start()
+        for k in range(3):
+            rt.push_talk(np.arange(3000 * k, 3000 * (k + 1), dtype=np.int16))
+        rt.push_listen(np.full(SR, 1000, np.int16))
+        return rt, gen
+
+    rt, gen = run_virtual(main())
+    talk = gen._audio.talk.queue.peek(10**9)
+    assert np.array_equal(talk, np.arange(9000, dtype=np.int16) / np.float32(32768))  # the engine's int16 reader
+    assert gen.queued_talk_samples == 9000 and len(gen._audio.listen.queue) == SR // 2
+    assert rt.metrics.listen_samples_dropped == gen.listen_samples_dropped == SR // 2  # one cap: the session's
+    assert arrays_held(rt, skip=(gen,)) == []
 
 
 def _sent_talk_audio_engine(sim) -> np.ndarray:
@@ -210,3 +227,14 @@ def test_real_engine_frames_leave_with_their_own_audio(tiny_engine):
     assert offsets.max() == 0.0
     codes = np.array([v.frame_code for v in sim.rec.video])
     assert (np.diff(codes) >= 0).all() and sim.runtime.metrics.interrupts == 1
+
+
+def test_the_engine_warms_up_once(tiny_engine, monkeypatch):
+    first = tiny_engine.warmup()  # loaded with warmup=False: this is its one warm-up
+    assert first > 0 and tiny_engine.warmed_up
+
+    def no_session(*a, **kw):
+        raise AssertionError("a second warm-up made a session")
+
+    monkeypatch.setattr(tiny_engine, "session", no_session)
+    assert tiny_engine.warmup() == 0.0 and tiny_engine.warmup_s == first

@@ -188,7 +188,32 @@ def test_a_closed_session_refuses_work(small_pipe):
     sess.close()  # idempotent
     calls = [lambda: sess.step(), lambda: sess.submit(), lambda: sess.collect(), lambda: list(sess.run(1)),
              lambda: sess.push_talk_audio(np.zeros(160, np.float32), 16000),
-             lambda: sess.push_listen_audio(np.zeros(160, np.float32), 16000), lambda: sess.interrupt()]
+             lambda: sess.push_listen_audio(np.zeros(160, np.float32), 16000), lambda: sess.interrupt(),
+             lambda: sess.skip_talk_audio(10), lambda: sess.clear_listen_audio()]
     for call in calls:
         with pytest.raises(SessionClosedError, match="closed; start a new one"):
             call()
+
+
+def test_audio_pushed_from_another_thread_while_stepping_is_consumed_in_order(small_pipe, speechlike):
+    """The server pushes on the event loop's thread while a step runs on a worker thread."""
+    import threading
+
+    s = small_pipe.session(REF)
+    audio = speechlike[:40 * 640]
+    pushed = threading.Event()
+
+    def pusher():
+        for k in range(40):
+            s.push_talk_audio(audio[640 * k: 640 * (k + 1)], 16000)
+        pushed.set()
+
+    t = threading.Thread(target=pusher)
+    t.start()
+    chunks = [s.step() for _ in range(2)]
+    t.join()
+    chunks.append(s.step())
+    assert pushed.is_set() and s.talk_index == sum(c.talk_samples for c in chunks) and s.talk_end == audio.size
+    rest = s._audio.talk.queue.peek(audio.size)
+    got = np.concatenate([c.audio[:c.talk_samples] for c in chunks] + [rest])
+    np.testing.assert_array_equal(got, audio)  # nothing lost, nothing repeated, in order
