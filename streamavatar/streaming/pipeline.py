@@ -105,7 +105,7 @@ class Pipeline:
                            window_radius=a.get("window_radius", K.AUDIO_WINDOW_RADIUS_FRAMES),
                            chunk_latent_frames=mc.stream.chunk_frames, vad=a.get("vad", "energy"), dtype=adtype)
         self.frontend = AudioFrontend(acfg)
-        self.frontend.encoder.to(self.dit_device)
+        self.frontend.to(self.dit_device)
         pc = self.projector.talk.cfg
         got = (self.frontend.window_size, self.frontend.num_layers, self.frontend.feature_dim)
         if (pc.window, pc.num_layers, pc.feature_dim) != got:
