@@ -186,9 +186,10 @@ def main(argv=None) -> int:
         device, dtype, configs = torch.device("cuda"), torch.bfloat16, FULL
         backend, chunks = args.backend or "inductor", args.chunks or 8
         torch.backends.cuda.matmul.allow_tf32 = True
-    result = {"dry_run": args.dry_run, "device": torch.cuda.get_device_name(device) if device.type == "cuda"
-              else platform.processor() or "cpu", "torch": torch.__version__, "dtype": str(dtype).removeprefix("torch."),
-              "steps": model_preset(configs[0].dit).stream.num_steps, "runs": []}
+    name = torch.cuda.get_device_name(device) if device.type == "cuda" else platform.processor() or "cpu"
+    result = {"dry_run": args.dry_run, "device": name, "torch": torch.__version__,
+              "dtype": str(dtype).removeprefix("torch."), "steps": model_preset(configs[0].dit).stream.num_steps,
+              "runs": []}
     out_path = Path(args.json)
     for cfg in configs:
         if args.only and cfg.dit != args.only:
