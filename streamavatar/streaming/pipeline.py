@@ -183,7 +183,8 @@ class Pipeline:
     @torch.no_grad()
     def start(self, reference_latent: torch.Tensor):
         """A stream's sampler state (KV cache with the Reference Sink filled by the reference latent)."""
-        return self.sampler.start(reference_latent)
+        context = self.bundle.text_context  # the fixed prompt, if the model has one (else the zero prompt)
+        return self.sampler.start(reference_latent, context=context)
 
     def decoder(self):
         """A stream's causal VAE decoder."""
