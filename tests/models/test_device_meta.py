@@ -114,3 +114,19 @@ def test_dit_device_places_dit_and_audio_encoder():
     latents = pipe.denoise(state, tokens, generator=None)
     assert latents.device.type == "meta"
     assert latents.shape[2] == pipe.model_config.stream.chunk_frames
+
+
+def test_teacher_sampling_and_vae_sampling_on_meta():
+    from streamavatar.diffusion.teacher_sampler import sample_teacher
+    from streamavatar.models.vae import build_vae
+
+    model, _ = _meta_model("tiny")
+    c = model.cfg
+    ref = torch.empty(1, c.latent_channels, 1, 4, 4, device="meta")
+    audio = torch.empty(1, 3, c.audio_tokens_per_frame, c.audio_dim, device="meta")
+    vae = build_vae("tiny", device="meta")
+    with DeviceRecorder() as rec:
+        out = sample_teacher(model, ref, 3, talk_audio=audio, listen_audio=None, steps=2, talk_scale=2.0)
+        z = vae.encode(torch.empty(1, 3, 5, 32, 32, device="meta"), sample=True)
+    assert out.device.type == "meta" and z.device.type == "meta"
+    assert rec.off_device == []
