@@ -82,3 +82,21 @@ def test_bad_prompt_inputs(umt5_dir, tmp_path):
     wide = AvatarModel(replace(model.config, dit=replace(model.config.dit, text_dim=48)), model.projector_config)
     with pytest.raises(UserInputError, match="48 wide"):
         wide.set_prompt(umt5_dir, "a person")
+
+
+def test_set_prompt_command(umt5_dir, tmp_path):
+    import subprocess
+    import sys
+
+    from streamavatar.streaming.random_model import write_random_model
+
+    folder = write_random_model(tmp_path / "m")
+    cmd = [sys.executable, "-m", "streamavatar", "model", "set-prompt", "--model", str(folder), "--umt5"]
+    r = subprocess.run([*cmd, str(umt5_dir), "--prompt", "a person talks"], capture_output=True, text=True,
+                       timeout=300)
+    assert r.returncode == 0, r.stderr
+    model = AvatarModel.from_pretrained(folder)
+    assert model.text_context.shape == (1, 512, 32) and model.info["prompt"]["text"] == "a person talks"
+    bad = subprocess.run([*cmd, str(tmp_path / "none"), "--prompt", "x"], capture_output=True, text=True,
+                         timeout=300)
+    assert bad.returncode == 2 and len(bad.stderr.strip().splitlines()) == 1, bad.stderr
