@@ -97,6 +97,9 @@ class StreamConfig:
     shift: float = K.WAN22_SAMPLE_SHIFT
     #: Timesteps (before the shift) of the N student steps, in [0, 1000], decreasing.
     timesteps: tuple[float, ...] = (1000.0, 666.7, 333.3)
+    #: Keep the rolling window in a ring buffer so every chunk step has the same shapes (for torch.compile and
+    #: CUDA graphs; :class:`~streamavatar.models.kv_cache.RingKVCache`). Same outputs up to summation order.
+    ring_cache: bool = False
 
     def __post_init__(self) -> None:
         if self.chunk_frames <= 0:

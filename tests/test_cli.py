@@ -29,6 +29,21 @@ def test_bench_stream_json():
     assert out["rtf"] > 0 and out["chunk_ms"]["p95"] >= out["chunk_ms"]["p50"] > 0
 
 
+
+def test_bench_stream_compiled_json_has_flops_and_throughput():
+    from streamavatar.bench.flops import dit_chunk_flops
+    from streamavatar.config import model_preset
+
+    r = run_cli("bench", "stream", "--model", "random-tiny", "--seconds", "0.5", "--json", "--compile", "aot_eager")
+    assert r.returncode == 0, r.stderr
+    out = json.loads(r.stdout)
+    cfg = model_preset("tiny", ring_cache=True)
+    assert out["compile"] == "aot_eager"
+    assert out["flops"]["per_chunk"] == dit_chunk_flops(cfg.dit, cfg.stream, 8 * 8).per_chunk  # 128 px → 8×8
+    t = out["dit_throughput"]
+    assert t["tflops"] > 0 and t["peak_bf16_tflops"] is None and t["fraction_of_peak"] is None
+
+
 def test_bad_input_is_one_line_exit_2():
     for args in (["bench", "stream", "--seconds", "0"], ["bench", "stream", "--seconds", "nan"],
                  ["bench", "stream", "--model", "random-tiny", "--resolution", "100"],

@@ -52,6 +52,15 @@ class AudioFrontend:
                                  f"encoder's minimum window ({self.encoder.min_window} samples)")
         self.geometry = ChunkGeometry(self.config.chunk_latent_frames, self.config.window_radius, lookahead, context)
         self._pool: torch.Tensor | None = None
+        #: Where the encoder runs; windows are moved here before the encoder sees them (see :meth:`to`).
+        self.device = torch.device("cpu")
+
+    def to(self, device: torch.device | str) -> AudioFrontend:
+        """Run the encoder on ``device``: its weights move there, and so do the windows it is given."""
+        self.device = torch.device(device)
+        self.encoder.to(self.device)
+        self._pool = None
+        return self
 
     # --- facts ------------------------------------------------------------------------------------------
     @staticmethod
@@ -86,10 +95,12 @@ class AudioFrontend:
 
     # --- the per-chunk computation shared with streaming ------------------------------------------------
     def encode_windows(self, waves: torch.Tensor) -> torch.Tensor:
-        """Chunk encoder windows ``[n, context]`` → the chunks' video-frame features ``[n, V, L, D]``."""
-        native = self.encoder(waves)
+        """Chunk encoder windows ``[n, context]`` → the chunks' video-frame features ``[n, V, L, D]`` (on the
+        front-end's :attr:`device`)."""
+        native = self.encoder(waves.to(self.device))
         if self._pool is None or self._pool.shape[1] != native.shape[1]:
-            self._pool = pooling_matrix(self.geometry, native_frame_times(self.encoder, native.shape[1]))
+            pool = pooling_matrix(self.geometry, native_frame_times(self.encoder, native.shape[1]))
+            self._pool = pool.to(self.device)
         return torch.einsum("vt,ntld->nvld", self._pool, native)
 
     def chunk_masks(self, frame_mask: np.ndarray, chunks: range, start_frame: int = 0) -> torch.Tensor:

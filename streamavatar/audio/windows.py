@@ -193,8 +193,10 @@ class FrameWindows:
 
 def gather_windows(features: torch.Tensor, mask: torch.Tensor, geometry: ChunkGeometry, chunk: int
                    ) -> FrameWindows:
-    """Post-mask one chunk's video-frame features ``[V, L, D]`` with ``mask [V]`` and cut the latent windows."""
-    slots = torch.from_numpy(geometry.window_slots())
+    """Post-mask one chunk's video-frame features ``[V, L, D]`` with ``mask [V]`` and cut the latent windows
+    (on the features' device)."""
+    slots = torch.from_numpy(geometry.window_slots()).to(features.device)
+    mask = mask.to(features.device)
     masked = post_mask(features, mask)
     r = geometry.radius
     own = mask[r: r + geometry.video_frames_per_chunk]

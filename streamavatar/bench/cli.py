@@ -15,7 +15,7 @@ def _stream(args: argparse.Namespace) -> int:
     if args.model in RANDOM_MODELS:
         result = run_stream_benchmark(args.seconds, model_name=args.model, dtype=args.dtype,
                                       resolution=args.resolution or 128, seed=args.seed,
-                                      progress=sys.stderr.isatty())
+                                      progress=sys.stderr.isatty(), compile=args.compile)
         summary = result.summary()
     else:
         if args.resolution is not None:
@@ -23,7 +23,8 @@ def _stream(args: argparse.Namespace) -> int:
                   "model runs at its own resolution)", file=sys.stderr)
             return 2
         summary = run_engine_benchmark(args.seconds, model=args.model, dtype=args.dtype, threads=args.threads,
-                                       overlap=not args.no_overlap, seed=args.seed, progress=sys.stderr.isatty())
+                                       overlap=not args.no_overlap, seed=args.seed, progress=sys.stderr.isatty(),
+                                       compile=args.compile)
     if args.json:
         print(json.dumps(summary))
     else:
@@ -47,3 +48,7 @@ def register(tree) -> None:
     p.add_argument("--no-overlap", action="store_true", help="decode on the DiT's thread (no pipelining)")
     p.add_argument("--seed", type=seed_int(), default=0, help="noise seed, 0 to 2**64-1")
     p.add_argument("--json", action="store_true", help="print one JSON object")
+    p.add_argument("--compile", nargs="?", const="inductor", default=None, metavar="BACKEND",
+                   choices=("inductor", "aot_eager", "eager", "cudagraphs"),
+                   help="torch.compile the DiT blocks (default backend inductor) and use the ring KV cache "
+                        "(compiled during warm-up, before timing)")

@@ -30,8 +30,8 @@ def reference_input(reference: torch.Tensor, x_t: torch.Tensor,
         t_x = sigma_to_timestep(sigma)
         t_x = t_x.view(b, 1).expand(b, f) if t_x.dim() == 1 else t_x
     else:
-        t_x = torch.full((b, f), sigma_to_timestep(float(sigma)))
-    return seq, torch.cat([torch.zeros(b, r), t_x], dim=1)
+        t_x = torch.full((b, f), sigma_to_timestep(float(sigma)), device=x_t.device)
+    return seq, torch.cat([torch.zeros(b, r, device=x_t.device), t_x.to(x_t.device)], dim=1)
 
 
 def add_noise(x0: torch.Tensor, noise: torch.Tensor, sigma: float | torch.Tensor) -> torch.Tensor:

@@ -68,7 +68,10 @@ def sample_teacher(model: AvatarDiT, reference: torch.Tensor, frames: int, *, ta
         if not GUIDANCE_RANGE[0] <= s <= GUIDANCE_RANGE[1]:
             raise UserInputError(f"{name} guidance scale must be in {list(GUIDANCE_RANGE)}, got {s}")
     b, c, _, h, w = reference.shape
-    x = noise if noise is not None else torch.randn(b, c, frames, h, w, generator=generator)
+    if noise is None:  # drawn where the generator lives (reproducible across devices), used on the reference's
+        gen_device = generator.device if generator is not None else reference.device
+        noise = torch.randn(b, c, frames, h, w, generator=generator, device=gen_device)
+    x = noise.to(reference.device)
     zt = null_talk if null_talk is not None else (torch.zeros_like(talk_audio) if talk_audio is not None else None)
     zl = null_listen if null_listen is not None else (
         torch.zeros_like(listen_audio) if listen_audio is not None else None)

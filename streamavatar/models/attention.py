@@ -3,8 +3,10 @@
 Parameter names follow Wan (``q``, ``k``, ``v``, ``o``, ``norm_q``, ``norm_k``) so original checkpoints load.
 Self-attention runs in three modes over the same weights, chosen by the :class:`SelfAttentionPlan` it is given:
 bidirectional (no mask), block-causal (a boolean mask over chunks) and streaming (keys/values of cached frames
-from a :class:`~streamavatar.models.kv_cache.StreamingKVCache` are prepended; RoPE is applied to the cached,
-un-rotated keys at attention time with the positions the plan carries).
+from a :class:`~streamavatar.models.kv_cache.StreamingKVCache` are passed in and prepended; RoPE is applied to
+the cached, un-rotated keys at attention time with the positions the plan carries). Attention itself is
+``F.scaled_dot_product_attention`` (flash / memory-efficient kernels on CUDA; a boolean mask selects the
+kernels that take one).
 """
 
 from __future__ import annotations
@@ -15,7 +17,6 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from streamavatar.models.kv_cache import StreamingKVCache
 from streamavatar.models.rope import apply_rope
 
 
@@ -46,12 +47,12 @@ class WanLayerNorm(nn.LayerNorm):
 
 @dataclass
 class SelfAttentionPlan:
-    """Everything self-attention needs to know about one forward pass.
+    """Everything self-attention needs to know about one forward pass (tensors only, so a compiled block sees
+    the same kind of input at every layer).
 
     ``cos_q``/``sin_q`` are the RoPE angles of the query tokens, ``cos_k``/``sin_k`` those of all key tokens
-    (cached tokens first, then the current ones). ``mask`` is a boolean ``[queries, keys]`` mask (True =
-    attend) or None. With ``cache`` set, cached keys/values are prepended; with ``stage`` the current keys and
-    values are staged in the cache for a later commit.
+    (cached tokens first, then the current ones). ``mask`` is a boolean mask broadcastable to
+    ``[queries, keys]`` (True = attend) or None.
     """
 
     cos_q: torch.Tensor
@@ -59,8 +60,6 @@ class SelfAttentionPlan:
     cos_k: torch.Tensor
     sin_k: torch.Tensor
     mask: torch.Tensor | None = None
-    cache: StreamingKVCache | None = None
-    stage: bool = False
 
 
 def _heads(x: torch.Tensor, num_heads: int) -> torch.Tensor:
@@ -86,20 +85,21 @@ class WanSelfAttention(nn.Module):
         self.norm_q = WanRMSNorm(dim, eps) if qk_norm else nn.Identity()
         self.norm_k = WanRMSNorm(dim, eps) if qk_norm else nn.Identity()
 
-    def forward(self, x: torch.Tensor, plan: SelfAttentionPlan, layer_index: int) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, plan: SelfAttentionPlan,
+                cached: tuple[torch.Tensor, torch.Tensor] | None = None,
+                ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Attention output, and this pass's pre-RoPE keys and values (``[B, L, heads, head_dim]``, what a
+        streaming cache stores). ``cached`` (pre-RoPE keys, values of cached frames) is prepended to the keys."""
         q = _heads(self.norm_q(self.q(x)), self.num_heads)
-        k = _heads(self.norm_k(self.k(x)), self.num_heads)
-        v = _heads(self.v(x), self.num_heads)
-        if plan.cache is not None:
-            cached_k, cached_v = plan.cache.layer(layer_index)
-            if plan.stage:
-                plan.cache.stage(layer_index, k, v)
-            if cached_k.shape[1]:
-                k = torch.cat([cached_k.to(k.dtype), k], dim=1)
-                v = torch.cat([cached_v.to(v.dtype), v], dim=1)
+        k_new = _heads(self.norm_k(self.k(x)), self.num_heads)
+        v_new = _heads(self.v(x), self.num_heads)
+        k, v = k_new, v_new
+        if cached is not None and cached[0].shape[1]:
+            k = torch.cat([cached[0].to(k.dtype), k], dim=1)
+            v = torch.cat([cached[1].to(v.dtype), v], dim=1)
         q = apply_rope(q, plan.cos_q, plan.sin_q)
         k = apply_rope(k, plan.cos_k, plan.sin_k)
-        return self.o(_sdpa(q, k, v, plan.mask))
+        return self.o(_sdpa(q, k, v, plan.mask)), k_new, v_new
 
 
 class WanCrossAttention(nn.Module):

@@ -36,6 +36,8 @@ KINDS = ("student", "teacher")
 MANIFEST = "model.json"
 #: Key prefixes of the two parts in a weights file.
 DIT_PREFIX, PROJECTOR_PREFIX = "dit.", "projector."
+#: Weights-file key of the fixed prompt's text context (absent: the all-zero prompt).
+TEXT_CONTEXT_KEY = "text_context"
 
 
 @dataclass(frozen=True)
@@ -141,6 +143,22 @@ class AvatarModel(nn.Module):
         self.info = {k: v for k, v in (info or {}).items() if k not in ("model", "projector")}
         self.dit = AvatarDiT(config.dit)
         self.projector = TalkListenProjector(projector_config)
+        #: The fixed prompt's text context ``[1, L, text_dim]`` (weights-file key ``text_context``), or None
+        #: for the all-zero prompt (the tiny presets). See :meth:`set_prompt`.
+        self.register_buffer("text_context", None)
+
+    def set_prompt(self, umt5_directory: str | Path, prompt: str) -> None:
+        """Encode ``prompt`` once with the umT5 encoder in ``umt5_directory`` and keep it as this model's fixed
+        text context (saved with the weights; :mod:`~streamavatar.models.text_encoder`)."""
+        from streamavatar.models.text_encoder import encode_prompt
+
+        context = encode_prompt(umt5_directory, prompt)
+        if context.shape[-1] != self.config.dit.text_dim:
+            raise UserInputError(f"the umT5 encoder in {umt5_directory} gives {context.shape[-1]}-wide embeddings "
+                                 f"but this DiT's text input is {self.config.dit.text_dim} wide")
+        p = self.dit.patch_embedding.weight
+        self.text_context = context.to(p.device, p.dtype)
+        self.info["prompt"] = {"text": prompt, "encoder": str(umt5_directory), "text_len": context.shape[1]}
 
     # --- parts ----------------------------------------------------------------------------------------------
     @property
@@ -204,6 +222,12 @@ class AvatarModel(nn.Module):
             else:
                 model.dit.load_state_dict(dit_state)
             model.projector.load_state_dict(proj_state)
+            if TEXT_CONTEXT_KEY in weights:
+                context = weights[TEXT_CONTEXT_KEY].float()
+                width = model.config.dit.text_dim
+                if context.ndim != 3 or context.shape[-1] != width:
+                    raise RuntimeError(f"text_context {tuple(context.shape)} is not [1, L, {width}]")
+                model.text_context = context
         except RuntimeError as exc:
             first = str(exc).splitlines()[0]
             raise UserInputError(f"{files.weights_path} does not match {files.config_path}: {first}") from None

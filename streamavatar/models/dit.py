@@ -17,9 +17,11 @@ with a :class:`~streamavatar.models.kv_cache.StreamingKVCache`).
 
 from __future__ import annotations
 
+import contextlib
 from typing import Literal
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from streamavatar.config import DiTConfig, StreamConfig
@@ -31,8 +33,8 @@ from streamavatar.models.attention import (
     WanLayerNorm,
     WanSelfAttention,
 )
-from streamavatar.models.kv_cache import StreamingKVCache
-from streamavatar.models.rope import rope_angles, temporal_positions
+from streamavatar.models.kv_cache import StreamingKVCache, make_cache
+from streamavatar.models.rope import rope_angles
 
 AttentionMode = Literal["bidirectional", "block_causal"]
 
@@ -40,9 +42,29 @@ AttentionMode = Literal["bidirectional", "block_causal"]
 def sinusoidal_embedding(t: torch.Tensor, dim: int) -> torch.Tensor:
     """Wan's timestep embedding: ``[cos(t·ω), sin(t·ω)]`` with ``ω_i = 10000^(−i/(dim/2))``, in float32."""
     half = dim // 2
-    freqs = torch.pow(10000.0, -torch.arange(half, dtype=torch.float64) / half)
+    freqs = torch.pow(10000.0, -torch.arange(half, dtype=torch.float64, device=t.device) / half)
     ang = t.to(torch.float64)[..., None] * freqs
     return torch.cat([torch.cos(ang), torch.sin(ang)], dim=-1).float()
+
+
+def fp32_mlp(seq: nn.Sequential, x: torch.Tensor) -> torch.Tensor:
+    """Run a stack of linears and activations in float32, whatever the weights' dtype or an enclosing autocast.
+
+    Wan computes the time embedding and its projection to the modulation in float32 (``wan/modules/model.py``:
+    ``with amp.autocast(dtype=torch.float32)`` around ``time_embedding``/``time_projection``; diffusers keeps
+    ``time_embedder`` in ``_keep_in_fp32_modules``): in bf16 the per-frame shift/scale/gate lose the small
+    differences between neighbouring timesteps. For float32 weights this is exactly ``seq(x.float())``.
+    """
+    dev = x.device.type
+    off = torch.autocast(dev, enabled=False) if torch.amp.is_autocast_available(dev) else contextlib.nullcontext()
+    with off:
+        h = x.float()
+        for m in seq:
+            if isinstance(m, nn.Linear):
+                h = F.linear(h, m.weight.float(), None if m.bias is None else m.bias.float())
+            else:
+                h = m(h)
+    return h
 
 
 def block_causal_mask(num_frames: int, tokens_per_frame: int, chunk_frames: int, reference_frames: int = 1,
@@ -56,9 +78,9 @@ def block_causal_mask(num_frames: int, tokens_per_frame: int, chunk_frames: int,
         raise UserInputError(
             f"{num_frames} latent frames do not split into {reference_frames} reference frame(s) plus chunks of "
             f"{chunk_frames}; expected {reference_frames} + k·{chunk_frames} frames")
-    block = torch.zeros(num_frames, dtype=torch.long)
-    block[reference_frames:] = 1 + torch.arange(gen) // chunk_frames
-    block = block.repeat_interleave(tokens_per_frame).to(device)
+    block = torch.zeros(num_frames, dtype=torch.long, device=device)
+    block[reference_frames:] = 1 + torch.arange(gen, device=device) // chunk_frames
+    block = block.repeat_interleave(tokens_per_frame)
     return block[:, None] >= block[None, :]
 
 
@@ -78,10 +100,14 @@ class WanAttentionBlock(nn.Module):
         self.ffn = nn.Sequential(nn.Linear(d, cfg.ffn_dim), nn.GELU(approximate="tanh"), nn.Linear(cfg.ffn_dim, d))
         self.modulation = nn.Parameter(torch.randn(1, 6, d) / d**0.5)
 
-    def forward(self, x: torch.Tensor, e0: torch.Tensor, plan: SelfAttentionPlan, layer_index: int,
+    def forward(self, x: torch.Tensor, e0: torch.Tensor, plan: SelfAttentionPlan,
+                cached: tuple[torch.Tensor, torch.Tensor] | None,
                 text_kv: tuple[torch.Tensor, torch.Tensor], talk: torch.Tensor | None,
-                listen: torch.Tensor | None, audio_from_frame: int) -> torch.Tensor:
-        """``x [B, F·S, d]``; ``e0 [B, F, 6, d]`` per-frame modulation; audio ``[B, F − audio_from_frame, n, a]``."""
+                listen: torch.Tensor | None, audio_from_frame: int
+                ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """``x [B, F·S, d]``; ``e0 [B, F, 6, d]`` per-frame modulation; audio ``[B, F − audio_from_frame, n, a]``;
+        ``cached`` keys/values of the streaming cache for this layer. Returns the new ``x`` and this pass's
+        pre-RoPE self-attention keys and values."""
         b, f = e0.shape[:2]
         e = (self.modulation.float().unsqueeze(0) + e0.float()).unbind(2)  # 6 × [B, F, d]
 
@@ -92,7 +118,8 @@ class WanAttentionBlock(nn.Module):
         def gated(y: torch.Tensor, gate: torch.Tensor) -> torch.Tensor:
             return (y.float().unflatten(1, (f, -1)) * gate[:, :, None]).flatten(1, 2).to(x.dtype)
 
-        x = x + gated(self.self_attn(modulate(self.norm1(x), e[0], e[1]), plan, layer_index), e[2])
+        y, k, v = self.self_attn(modulate(self.norm1(x), e[0], e[1]), plan, cached)
+        x = x + gated(y, e[2])
         x = x + self.cross_attn(self.norm3(x), text_kv)
         if talk is not None or listen is not None:
             s = x.shape[1] // f
@@ -103,7 +130,7 @@ class WanAttentionBlock(nn.Module):
                 tail = tail + self.listen_audio_attn(tail, listen)
             x = torch.cat([head, tail], dim=1) if audio_from_frame else tail
         x = x + gated(self.ffn(modulate(self.norm2(x), e[3], e[4])), e[5])
-        return x
+        return x, k, v
 
 
 class WanHead(nn.Module):
@@ -219,25 +246,25 @@ class AvatarDiT(nn.Module):
 
     def _time(self, t: torch.Tensor, talk: torch.Tensor | None = None, listen: torch.Tensor | None = None,
               audio_from_frame: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
-        """Per-frame time embedding ``e [B, F, d]`` and modulation ``e0 [B, F, 6, d]`` (float32).
+        """Per-frame time embedding ``e [B, F, d]`` and modulation ``e0 [B, F, 6, d]``, computed in float32
+        whatever the weights' dtype or autocast (:func:`fp32_mlp`).
 
         With ``audio_modulation`` the mean audio token of each frame is projected and added to that frame's
         time embedding, so audio also steers every block's shift/scale/gate (not only cross-attention)."""
-        s = sinusoidal_embedding(t, self.cfg.freq_dim).to(self.dtype)
-        e = self.time_embedding(s).float()
+        e = fp32_mlp(self.time_embedding, sinusoidal_embedding(t, self.cfg.freq_dim))
         if self.cfg.audio_modulation:
             extra = torch.zeros_like(e)
             for proj, a in ((self.talk_audio_modulation, talk), (self.listen_audio_modulation, listen)):
                 if a is not None:
                     extra[:, audio_from_frame:] += proj(a.to(self.dtype).mean(dim=2)).float()
             e = e + extra
-        e0 = self.time_projection(e.to(self.dtype)).float().unflatten(-1, (6, self.cfg.dim))
+        e0 = fp32_mlp(self.time_projection, e).unflatten(-1, (6, self.cfg.dim))
         return e, e0
 
     def text_context(self, context: torch.Tensor | None, batch: int) -> torch.Tensor:
         """Embedded text context ``[B, L, d]``; ``None`` means the fixed all-zero prompt embedding."""
         if context is None:
-            context = torch.zeros(batch, 1, self.cfg.text_dim)
+            context = torch.zeros(batch, 1, self.cfg.text_dim, device=self.patch_embedding.weight.device)
         if context.ndim != 3 or context.shape[-1] != self.cfg.text_dim:
             raise UserInputError(f"text context must be [B, L, {self.cfg.text_dim}], got {tuple(context.shape)}")
         return self.text_embedding(context.to(self.dtype))
@@ -251,10 +278,16 @@ class AvatarDiT(nn.Module):
 
     def _run_blocks(self, tokens: torch.Tensor, t: torch.Tensor, plan: SelfAttentionPlan,
                     text_kv: list[tuple[torch.Tensor, torch.Tensor]], talk: torch.Tensor | None,
-                    listen: torch.Tensor | None, audio_from_frame: int) -> torch.Tensor:
+                    listen: torch.Tensor | None, audio_from_frame: int,
+                    cache: StreamingKVCache | None = None, stage: bool = False) -> torch.Tensor:
+        """The blocks and the head; with ``cache`` every layer attends to its cached keys/values, and with
+        ``stage`` this pass's keys/values are staged in the cache for a later commit."""
         e, e0 = self._time(t, talk, listen, audio_from_frame)
         for i, blk in enumerate(self.blocks):
-            tokens = blk(tokens, e0, plan, i, text_kv[i], talk, listen, audio_from_frame)
+            cached = cache.layer(i) if cache is not None else None
+            tokens, k, v = blk(tokens, e0, plan, cached, text_kv[i], talk, listen, audio_from_frame)
+            if stage:
+                cache.stage(i, k, v)
         return self.head(tokens, e)
 
     # --- full-sequence forward ----------------------------------------------------------------------------
@@ -276,11 +309,11 @@ class AvatarDiT(nn.Module):
         gh, gw = self.grid(h, w)
         s = gh * gw
         if frame_positions is None:
-            frame_positions = torch.arange(f)
+            frame_positions = torch.arange(f, device=x.device)
         if frame_positions.shape != (f,):
             raise UserInputError(
                 f"frame_positions must have one entry per frame ({f}), got {tuple(frame_positions.shape)}")
-        cos, sin = rope_angles(frame_positions, gh, gw, self.cfg.head_dim, self.cfg.rope_theta)
+        cos, sin = rope_angles(frame_positions, gh, gw, self.cfg.head_dim, self.cfg.rope_theta, device=x.device)
         if attention == "bidirectional":
             mask = None
         elif attention == "block_causal":
@@ -303,7 +336,7 @@ class AvatarDiT(nn.Module):
                   device: torch.device | str = "cpu") -> StreamingKVCache:
         """An empty cache for streams of ``batch`` × latent frames of ``height × width``."""
         gh, gw = self.grid(height, width)
-        return StreamingKVCache(stream, num_layers=self.cfg.num_layers, batch=batch, tokens_per_frame=gh * gw,
+        return make_cache(stream, num_layers=self.cfg.num_layers, batch=batch, tokens_per_frame=gh * gw,
                                 num_heads=self.cfg.num_heads, head_dim=self.cfg.head_dim, dtype=self.dtype,
                                 device=device)
 
@@ -327,19 +360,31 @@ class AvatarDiT(nn.Module):
             raise UserInputError(
                 f"this cache holds batch {cache.keys[0].shape[0]} × {cache.tokens_per_frame} tokens per frame; "
                 f"got batch {b} × {gh * gw}")
-        attended = cache.frames + list(frames)
-        positions = temporal_positions(attended, cache.stream.rapr)
-        cos_k, sin_k = cache.rope_angles(positions, gh, gw, self.cfg.head_dim, self.cfg.rope_theta)
+        cos_k, sin_k = cache.rope_angles(list(frames), gh, gw, self.cfg.head_dim, self.cfg.rope_theta)
         n_cur = f * gh * gw
-        plan = SelfAttentionPlan(cos_k[-n_cur:], sin_k[-n_cur:], cos_k, sin_k, None, cache, stage=commit)
+        plan = SelfAttentionPlan(cos_k[-n_cur:], sin_k[-n_cur:], cos_k, sin_k, cache.key_mask(n_cur))
         if cache.text_kv[0] is None or context is not None:
             ctx = self.text_context(context, b)
             cache.text_kv = [blk.cross_attn.context_kv(ctx) for blk in self.blocks]
         tokens = self._embed(x, reference, reference_frames)
-        out = self._run_blocks(tokens, t, plan, cache.text_kv, talk_audio, listen_audio, reference_frames)
+        out = self._run_blocks(tokens, t, plan, cache.text_kv, talk_audio, listen_audio, reference_frames,
+                               cache=cache, stage=commit)
         if commit:
             cache.commit(list(frames))
         return self._unpatchify(out, f, h, w)
+
+    def compile_blocks(self, backend: str = "inductor", mode: str | None = None) -> AvatarDiT:
+        """``torch.compile`` every transformer block and the head in place (regional compilation).
+
+        A block's inputs are tensors only (the cache's keys/values are passed in, staging happens outside), so
+        dynamo traces one graph that every layer reuses — compile time is that of one block, not of the whole
+        stack. With a :class:`~streamavatar.models.kv_cache.RingKVCache` the streaming chunk step has the same
+        shapes every chunk, so nothing recompiles as the stream runs (a shifting cache recompiles while its
+        window fills). ``backend``: ``"inductor"`` (CPU and CUDA), ``"aot_eager"`` (no code generation) or any
+        torch backend; ``mode``: e.g. ``"max-autotune"`` or ``"reduce-overhead"`` (CUDA graphs)."""
+        for module in [*self.blocks, self.head]:
+            module.compile(backend=backend, mode=mode, dynamic=False)
+        return self
 
     def num_parameters(self) -> int:
         return sum(p.numel() for p in self.parameters())

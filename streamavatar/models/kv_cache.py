@@ -15,7 +15,7 @@ from __future__ import annotations
 import torch
 
 from streamavatar.config import StreamConfig
-from streamavatar.models.rope import rope_angles
+from streamavatar.models.rope import rope_angles, temporal_positions
 
 
 class StreamingKVCache:
@@ -38,16 +38,28 @@ class StreamingKVCache:
         self.text_kv: list[tuple[torch.Tensor, torch.Tensor] | None] = [None] * num_layers
         self._rope: tuple[tuple, tuple[torch.Tensor, torch.Tensor]] | None = None
 
-    def rope_angles(self, positions: list[int], height: int, width: int, head_dim: int,
+    def key_positions(self, frames: list[int]) -> list[int]:
+        """Temporal RoPE index of every attended frame: the cached frames in the order :meth:`layer` returns
+        them, then ``frames`` (the chunk being generated), by :func:`~streamavatar.models.rope.temporal_positions`
+        (RAPR when ``stream.rapr``)."""
+        return temporal_positions(self.frames + list(frames), self.stream.rapr)
+
+    def rope_angles(self, frames: list[int], height: int, width: int, head_dim: int,
                     theta: float) -> tuple[torch.Tensor, torch.Tensor]:
-        """RoPE cos/sin of the attended tokens for temporal ``positions`` (see
-        :func:`~streamavatar.models.rope.rope_angles`), computed once per cache layout: the denoising steps of a
-        chunk — and, once RAPR has frozen the layout, every later chunk — reuse them. One layout is kept, so
-        nothing grows with the stream (with RAPR off the positions change every chunk)."""
+        """RoPE cos/sin of the attended tokens when generating ``frames`` (see :meth:`key_positions` and
+        :func:`~streamavatar.models.rope.rope_angles`), on the cache's device, computed once per cache layout:
+        the denoising steps of a chunk — and, once RAPR has frozen the layout, every later chunk — reuse them.
+        One layout is kept, so nothing grows with the stream (with RAPR off the positions change every chunk)."""
+        positions = self.key_positions(frames)
         key = (tuple(positions), height, width, head_dim, theta)
         if self._rope is None or self._rope[0] != key:
-            self._rope = (key, rope_angles(torch.tensor(positions), height, width, head_dim, theta))
+            pos = torch.tensor(positions, device=self.keys[0].device)
+            self._rope = (key, rope_angles(pos, height, width, head_dim, theta))
         return self._rope[1]
+
+    def key_mask(self, current_tokens: int) -> torch.Tensor | None:
+        """Boolean key mask for attention over ``[cached | current]`` keys, or None (every key is valid)."""
+        return None
 
     # --- reading ------------------------------------------------------------------------------------------
     @property
@@ -110,3 +122,73 @@ class StreamingKVCache:
     def discard_staged(self) -> None:
         """Forget staged keys/values (a denoising pass whose keys are not kept)."""
         self._staged.clear()
+
+
+class RingKVCache(StreamingKVCache):
+    """The same cache with static shapes: the rolling window is a ring indexed modulo its length.
+
+    :meth:`layer` always returns the whole buffer (sink slots, then window slots in ring order), so every chunk
+    step attends to keys of the same shape; slots not yet written are masked out (:meth:`key_mask`). Eviction
+    overwrites the oldest slot in place instead of shifting the window. RoPE positions are assigned per slot
+    from the frame each slot holds, with RAPR's temporal order, so attention sees exactly the keys, values and
+    positions of :class:`StreamingKVCache` in another order (outputs equal to summation order).
+    """
+
+    def __init__(self, stream: StreamConfig, **kwargs) -> None:
+        super().__init__(stream, **kwargs)
+        n_slots = self.sink_capacity + self.window_capacity
+        #: True index of the frame each slot holds (None: never written).
+        self.slot_frames: list[int | None] = [None] * n_slots
+        self._window_written = 0
+        s = self.tokens_per_frame
+        self._valid = torch.zeros(n_slots * s, dtype=torch.bool, device=self.keys[0].device)
+        self._mask: tuple[int, torch.Tensor] | None = None
+
+    def key_positions(self, frames: list[int]) -> list[int]:
+        order = self.frames + list(frames)
+        position = dict(zip(order, temporal_positions(order, self.stream.rapr), strict=True))
+        return [0 if f is None else position[f] for f in self.slot_frames] + [position[f] for f in frames]
+
+    def key_mask(self, current_tokens: int) -> torch.Tensor:
+        """``[1, 1, 1, slots·tokens + current_tokens]``: True for written slots and for the current tokens.
+
+        The same tensor is updated in place as slots fill, so its shape and storage never change."""
+        if self._mask is None or self._mask[0] != current_tokens:
+            mask = torch.ones(self._valid.numel() + current_tokens, dtype=torch.bool, device=self._valid.device)
+            self._mask = (current_tokens, mask)
+        self._mask[1][: self._valid.numel()] = self._valid
+        return self._mask[1].view(1, 1, 1, -1)
+
+    def layer(self, index: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """The whole (pre-RoPE keys, values) buffer of one layer, in slot order; see :meth:`key_mask`."""
+        return self.keys[index], self.values[index]
+
+    def commit(self, frames: list[int]) -> None:
+        if len(self._staged) != len(self.keys):
+            raise RuntimeError(f"commit needs keys of all {len(self.keys)} layers, {len(self._staged)} staged")
+        known = self.frames
+        if known and frames and frames[0] <= known[-1]:
+            raise ValueError(f"frames {frames} do not follow the cached frames {known}")
+        s = self.tokens_per_frame
+        for j, frame in enumerate(frames):
+            if len(self.sink_frames) < self.sink_capacity:
+                slot = len(self.sink_frames)
+                self.sink_frames.append(frame)
+            elif self.window_capacity == 0:
+                continue
+            else:
+                slot = self.sink_capacity + self._window_written % self.window_capacity
+                self._window_written += 1
+                self.window_frames = (self.window_frames + [frame])[-self.window_capacity:]
+            self.slot_frames[slot] = frame
+            self._valid[slot * s:(slot + 1) * s] = True
+            for i, (k, v) in self._staged.items():
+                self.keys[i][:, slot * s:(slot + 1) * s] = k[:, j * s:(j + 1) * s]
+                self.values[i][:, slot * s:(slot + 1) * s] = v[:, j * s:(j + 1) * s]
+        self._staged.clear()
+
+
+def make_cache(stream: StreamConfig, **kwargs) -> StreamingKVCache:
+    """The cache ``stream`` asks for: :class:`RingKVCache` with ``stream.ring_cache``, else
+    :class:`StreamingKVCache` (same arguments)."""
+    return RingKVCache(stream, **kwargs) if stream.ring_cache else StreamingKVCache(stream, **kwargs)

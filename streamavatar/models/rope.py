@@ -27,24 +27,27 @@ def rope_axis_pairs(head_dim: int) -> tuple[int, int, int]:
     return c - 2 * (c // 3), c // 3, c // 3
 
 
-def _axis_inv_freq(pairs: int, theta: float) -> torch.Tensor:
+def _axis_inv_freq(pairs: int, theta: float, device: torch.device) -> torch.Tensor:
     # Wan: rope_params(max_len, dim=2*pairs) -> 1 / theta ** (arange(0, dim, 2) / dim)
     dim = 2 * pairs
-    return 1.0 / theta ** (torch.arange(0, dim, 2, dtype=torch.float64) / dim)
+    return 1.0 / theta ** (torch.arange(0, dim, 2, dtype=torch.float64, device=device) / dim)
 
 
 def rope_angles(frame_positions: torch.Tensor, height: int, width: int, head_dim: int,
-                theta: float = K.ROPE_THETA) -> tuple[torch.Tensor, torch.Tensor]:
+                theta: float = K.ROPE_THETA, device: torch.device | str | None = None
+                ) -> tuple[torch.Tensor, torch.Tensor]:
     """cos and sin of the rotation angles for every token of a (frames × height × width) grid.
 
     ``frame_positions`` holds the temporal RoPE index of each frame (``[F]``, integers). Returns two float32
-    tensors ``[F·height·width, head_dim/2]`` ordered frame-major, then row, then column (Wan's token order).
+    tensors ``[F·height·width, head_dim/2]`` ordered frame-major, then row, then column (Wan's token order), on
+    ``device`` (default: the device of ``frame_positions``).
     """
     pt, ph, pw = rope_axis_pairs(head_dim)
-    fpos = frame_positions.to(torch.float64).reshape(-1)
-    t_ang = torch.outer(fpos, _axis_inv_freq(pt, theta))  # [F, pt]
-    h_ang = torch.outer(torch.arange(height, dtype=torch.float64), _axis_inv_freq(ph, theta))  # [H, ph]
-    w_ang = torch.outer(torch.arange(width, dtype=torch.float64), _axis_inv_freq(pw, theta))  # [W, pw]
+    dev = torch.device(device) if device is not None else frame_positions.device
+    fpos = frame_positions.to(dev, torch.float64).reshape(-1)
+    t_ang = torch.outer(fpos, _axis_inv_freq(pt, theta, dev))  # [F, pt]
+    h_ang = torch.outer(torch.arange(height, dtype=torch.float64, device=dev), _axis_inv_freq(ph, theta, dev))
+    w_ang = torch.outer(torch.arange(width, dtype=torch.float64, device=dev), _axis_inv_freq(pw, theta, dev))
     n_f = fpos.numel()
     ang = torch.cat([
         t_ang[:, None, None, :].expand(n_f, height, width, pt),

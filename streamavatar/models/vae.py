@@ -243,7 +243,10 @@ class VideoVAE(nn.Module):
         """Normalised latents of ``video`` (the posterior mean, or a sample with ``sample=True``)."""
         mu, logvar = self.encode_moments(video)
         if sample:
-            noise = torch.randn(mu.shape, generator=generator, dtype=torch.float32).to(mu.dtype)
+            # drawn where the generator lives (CPU by default, reproducible across devices), used on mu's device
+            gen_device = generator.device if generator is not None else mu.device
+            noise = torch.randn(mu.shape, generator=generator, dtype=torch.float32, device=gen_device)
+            noise = noise.to(mu.device, mu.dtype)
             mu = mu + torch.exp(0.5 * logvar.clamp(-30.0, 20.0)) * noise
         return self.normalize(mu)
 
@@ -300,8 +303,9 @@ class VideoVAE(nn.Module):
         self.config = replace(self.config, latents_mean=tuple(float(x) for x in mean),
                               latents_std=tuple(float(x) for x in std))
         c = self.config.latent_channels
-        self.latents_mean = torch.tensor(self.config.latents_mean).view(1, c, 1, 1, 1)
-        self.latents_std = torch.tensor(self.config.latents_std).view(1, c, 1, 1, 1)
+        dev = self.latents_mean.device
+        self.latents_mean = torch.tensor(self.config.latents_mean, device=dev).view(1, c, 1, 1, 1)
+        self.latents_std = torch.tensor(self.config.latents_std, device=dev).view(1, c, 1, 1, 1)
 
 
 def _load_exact(module: nn.Module, state: dict, source: str, preset: str) -> None:

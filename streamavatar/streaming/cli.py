@@ -1,4 +1,4 @@
-"""``streamavatar demo`` and ``streamavatar generate``."""
+"""``streamavatar demo``, ``streamavatar generate`` and ``streamavatar model set-prompt``."""
 
 from __future__ import annotations
 
@@ -25,6 +25,9 @@ def _engine_options(p: argparse.ArgumentParser, model: bool = True) -> None:
     p.add_argument("--vae-device", default="cpu", help="device of the VAE decoder (e.g. cuda:1)")
     p.add_argument("--no-overlap", action="store_true",
                    help="decode on the same thread as the DiT (for measuring what the overlap buys)")
+    p.add_argument("--compile", nargs="?", const="inductor", default=None, metavar="BACKEND",
+                   choices=("inductor", "aot_eager", "eager", "cudagraphs"),
+                   help="torch.compile the DiT blocks (default backend inductor) with the ring KV cache")
     p.add_argument("--json", action="store_true", help="print the summary as one JSON object")
 
 
@@ -32,7 +35,7 @@ def _load(args: argparse.Namespace, spec: str):
     from streamavatar.streaming.pipeline import load
 
     return load(spec, dtype=args.dtype, dit_device=args.dit_device, vae_device=args.vae_device,
-                threads=args.threads, overlap=not args.no_overlap)
+                threads=args.threads, overlap=not args.no_overlap, compile=args.compile)
 
 
 def _report(args: argparse.Namespace, result, pipe) -> None:
@@ -83,8 +86,26 @@ def _demo(args: argparse.Namespace) -> int:
     return 0
 
 
+def _set_prompt(args: argparse.Namespace) -> int:
+    from streamavatar.models.avatar_model import AvatarModel, find_model_files
+
+    files = find_model_files(args.model)
+    model = AvatarModel.from_files(files)
+    model.set_prompt(args.umt5, args.prompt)
+    model.save_pretrained(files.weights_path.parent)
+    print(f"{files.weights_path}: fixed prompt {args.prompt!r} stored ({model.text_context.shape[1]} tokens of "
+          f"{model.text_context.shape[2]})")
+    return 0
+
+
 def register(tree) -> None:
-    """Add ``streamavatar demo`` and ``streamavatar generate``."""
+    """Add ``streamavatar demo``, ``streamavatar generate`` and ``streamavatar model set-prompt``."""
+    m = tree.subcommand("model", "set-prompt", "encode a fixed text prompt once with a local umT5 encoder and store "
+                        "it with a model folder (for Wan checkpoints; the tiny models use the zero prompt)",
+                        _set_prompt)
+    m.add_argument("--model", required=True, help="model folder (student.json + student.safetensors, …)")
+    m.add_argument("--umt5", required=True, help="directory of a UMT5EncoderModel and its tokenizer (no download)")
+    m.add_argument("--prompt", required=True, help="the prompt text")
     d = tree.command("demo", "generate a short video with the bundled default model, image and speech; prints the "
                      "real-time factor and first-frame delay", _demo)
     d.add_argument("--out", default="demo.mp4", help="output .mp4 (default demo.mp4)")

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import sys
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -55,7 +56,8 @@ class Pipeline:
 
     def __init__(self, folder: ModelFolder, *, resolution: int | None = None, dtype: str = "bf16",
                  dit_device: str = "cpu", vae_device: str = "cpu", overlap: bool = True,
-                 audio_dtype: str | None = None, numerics_check: bool | None = None) -> None:
+                 audio_dtype: str | None = None, numerics_check: bool | None = None,
+                 compile: str | None = None) -> None:
         from streamavatar.audio import AudioConfig, AudioFrontend
         from streamavatar.config import DEFAULT_VAE, ModelConfig
         from streamavatar.diffusion.chunk_sampler import ChunkSampler
@@ -95,7 +97,13 @@ class Pipeline:
         self.bundle = bundle.to(self.dit_device, self.dtype)
         self.model = bundle.dit
         self.projector = bundle.projector
-        self.sampler = ChunkSampler(self.model, mc.stream)
+        self.compile = compile
+        stream = mc.stream
+        if compile:
+            # static shapes: the ring cache keeps every chunk step's keys the same size (no recompiles)
+            stream = replace(stream, ring_cache=True)
+            self.model.compile_blocks(backend=compile)
+        self.sampler = ChunkSampler(self.model, stream)
         self.vae = vae.to(self.vae_device, self.dtype)
         a = folder.info.get("audio", {})
         adtype = audio_dtype or ("bfloat16" if self.dtype == torch.bfloat16 else "float32")
@@ -105,7 +113,7 @@ class Pipeline:
                            window_radius=a.get("window_radius", K.AUDIO_WINDOW_RADIUS_FRAMES),
                            chunk_latent_frames=mc.stream.chunk_frames, vad=a.get("vad", "energy"), dtype=adtype)
         self.frontend = AudioFrontend(acfg)
-        self.frontend.encoder.to(self.dit_device)
+        self.frontend.to(self.dit_device)
         pc = self.projector.talk.cfg
         got = (self.frontend.window_size, self.frontend.num_layers, self.frontend.feature_dim)
         if (pc.window, pc.num_layers, pc.feature_dim) != got:
@@ -151,7 +159,7 @@ class Pipeline:
             "dit_device": str(self.dit_device), "vae_device": str(self.vae_device),
             "dit_parameters": self.model.num_parameters(), "steps": mc.stream.num_steps,
             "chunk_latent_frames": mc.stream.chunk_frames, "audio": self.frontend.config.backend,
-            "overlap": self.overlap, "threads": torch.get_num_threads(),
+            "overlap": self.overlap, "threads": torch.get_num_threads(), "compile": self.compile,
             "numerics_check": self.numerics.to_dict() if self.numerics else None,
         }
 
@@ -176,7 +184,8 @@ class Pipeline:
     @torch.no_grad()
     def start(self, reference_latent: torch.Tensor):
         """A stream's sampler state (KV cache with the Reference Sink filled by the reference latent)."""
-        return self.sampler.start(reference_latent)
+        context = self.bundle.text_context  # the fixed prompt, if the model has one (else the zero prompt)
+        return self.sampler.start(reference_latent, context=context)
 
     def decoder(self):
         """A stream's causal VAE decoder."""
@@ -223,7 +232,7 @@ class Pipeline:
 
 def load(spec: str = "default", *, resolution: int | None = None, dtype: str = "bf16", dit_device: str = "cpu",
          vae_device: str = "cpu", threads: int | None = None, overlap: bool = True, warmup: bool = True,
-         numerics_check: bool | None = None) -> Pipeline:
+         numerics_check: bool | None = None, compile: str | None = None) -> Pipeline:
     """Load a streaming model: ``"default"`` (bundled with the package) or a model folder (see
     :mod:`streamavatar.streaming.model_folder`).
 
@@ -233,7 +242,9 @@ def load(spec: str = "default", *, resolution: int | None = None, dtype: str = "
     one throwaway chunk before returning, so that a session's first-frame delay is not the one-off start cost.
     ``numerics_check``: in bf16 on a CPU, compare the model with fp32 once per machine and fall back to fp32 if
     bf16 is wrong (:mod:`~streamavatar.streaming.numerics_check`; default on, ``$STREAMAVATAR_NUMERICS_CHECK=0``
-    turns it off).
+    turns it off). ``compile``: a ``torch.compile`` backend (``"inductor"``, ``"aot_eager"``, …) for the DiT's
+    blocks (:meth:`~streamavatar.models.dit.AvatarDiT.compile_blocks`), run with the ring KV cache; the first
+    chunks pay the compile time (``warmup`` absorbs it).
     """
     folder = resolve_model(spec)
     if threads is None and dit_device == "cpu" and vae_device == "cpu":
@@ -243,7 +254,7 @@ def load(spec: str = "default", *, resolution: int | None = None, dtype: str = "
             raise UserInputError(f"threads must be a positive integer, got {threads}")
         torch.set_num_threads(int(threads))
     pipe = Pipeline(folder, resolution=resolution, dtype=dtype, dit_device=dit_device, vae_device=vae_device,
-                    overlap=overlap, numerics_check=numerics_check)
+                    overlap=overlap, numerics_check=numerics_check, compile=compile)
     if warmup:
         pipe.warmup()
     return pipe
