@@ -226,18 +226,28 @@ def test_real_engine_chunks_pair_each_voice_sample_with_its_frame(tmp_path):
 
 
 def _queued_talk(session) -> np.ndarray:
-    """The agent samples queued in a fake session (its queue, read without consuming)."""
-    return session._talk.peek(len(session._talk))
+    """The agent samples queued in a session (the fake's or the engine's queue, read without consuming)."""
+    queue = session._talk if hasattr(session, "_talk") else session._audio.talk.queue
+    return queue.peek(len(queue))
 
 
-def test_agent_audio_is_queued_in_the_session_only():
+@pytest.mark.parametrize("engine", ["fake", "real"])
+def test_agent_audio_is_queued_in_the_session_only(engine, tmp_path):
     """One audio path (#17): what the runner pushes lands in the engine session's queue, exactly, and the
     generator keeps no sample array of it (only the boundaries); a step reads nothing of an utterance that is
     still prebuffering."""
     from tests.serve.helpers import arrays_held
 
+    if engine == "real":
+        import streamavatar as sa
+        from streamavatar.streaming.random_model import write_random_model
+
+        pipe = sa.load(str(write_random_model(tmp_path / "model")))
+    else:
+        pipe = FakeAvatarPipeline(SIZE, SIZE)
+
     async def main():
-        gen = StreamAvatarVideoGenerator(FakeAvatarPipeline(SIZE, SIZE), np.full((SIZE, SIZE, 3), 90, np.uint8),
+        gen = StreamAvatarVideoGenerator(pipe, np.full((SIZE, SIZE, 3), 90, np.uint8),
                                          audio_sample_rate=16000, prebuffer_timeout_s=1e9, fill_stalls=False)
         pcm = ramp(0, 5000)  # under the prebuffer (one chunk): the utterance waits for more or for its end
         for f in frames_of(pcm, 16000):
