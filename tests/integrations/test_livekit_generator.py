@@ -17,6 +17,7 @@ from livekit import rtc  # noqa: E402
 from livekit.agents.voice.avatar import AudioSegmentEnd  # noqa: E402
 
 from streamavatar.integrations.livekit import StreamAvatarVideoGenerator  # noqa: E402
+from streamavatar.integrations.livekit.generator import Resampler, frame_to_mono  # noqa: E402
 from streamavatar.serve import frame_code  # noqa: E402
 from streamavatar.serve.fake_generator import FakeAvatarPipeline  # noqa: E402
 
@@ -222,3 +223,105 @@ def test_real_engine_chunks_pair_each_voice_sample_with_its_frame(tmp_path):
             seg, k = seg + 1, 0
     assert seg == len(sched)
     assert all(s % 12 == 0 for s in starts)  # utterances start on a chunk boundary
+
+
+def _queued_talk(session) -> np.ndarray:
+    """The agent samples queued in a session (the fake's or the engine's queue, read without consuming)."""
+    queue = session._talk if hasattr(session, "_talk") else session._audio.talk.queue
+    return queue.peek(len(queue))
+
+
+@pytest.mark.parametrize("engine", ["fake", "real"])
+def test_agent_audio_is_queued_in_the_session_only(engine, tmp_path):
+    """One audio path (#17): what the runner pushes lands in the engine session's queue, exactly, and the
+    generator keeps no sample array of it (only the boundaries); a step reads nothing of an utterance that is
+    still prebuffering."""
+    from tests.serve.helpers import arrays_held
+
+    if engine == "real":
+        import streamavatar as sa
+        from streamavatar.streaming.random_model import write_random_model
+
+        pipe = sa.load(str(write_random_model(tmp_path / "model")))
+    else:
+        pipe = FakeAvatarPipeline(SIZE, SIZE)
+
+    async def main():
+        gen = StreamAvatarVideoGenerator(pipe, np.full((SIZE, SIZE, 3), 90, np.uint8),
+                                         audio_sample_rate=16000, prebuffer_timeout_s=1e9, fill_stalls=False)
+        pcm = ramp(0, 5000)  # under the prebuffer (one chunk): the utterance waits for more or for its end
+        for f in frames_of(pcm, 16000):
+            await gen.push_audio(f)
+        videos = 0
+        async for item in gen:  # two chunks are generated meanwhile, both idle
+            videos += isinstance(item, rtc.VideoFrame)
+            if videos >= 24:
+                break
+        session = gen._session
+        held = arrays_held(gen, skip=(session, gen._out, gen._reference))  # frames and the image: not audio
+        queued, index, utt = _queued_talk(session), session.talk_index, gen._utterances[0]
+        bounds = (utt.start, utt.end)
+        await gen.aclose()
+        return queued, index, held, bounds, pcm
+
+    queued, index, held, bounds, pcm = asyncio.run(main())
+    np.testing.assert_array_equal(queued, pcm.astype(np.float32) / 32768.0)  # exactly the pushed samples
+    assert index == 0 and bounds == (0, 5000)
+    assert held == []  # the generator holds no sample buffer
+
+
+def test_at_another_voice_rate_only_the_published_voice_is_kept():
+    """At 24 kHz the published voice is the agent's own audio, so that (and the resamplers' filter history)
+    is all the generator keeps; the session's queue holds the 16 kHz feed."""
+    from tests.serve.helpers import arrays_held
+
+    async def main():
+        gen = StreamAvatarVideoGenerator(FakeAvatarPipeline(SIZE, SIZE), np.full((SIZE, SIZE, 3), 90, np.uint8),
+                                         audio_sample_rate=24000, prebuffer_timeout_s=1e9, fill_stalls=False)
+        pcm = ramp(0, 12000)  # 0.25 s at 48 kHz
+        for f in frames_of(pcm, 48000):
+            await gen.push_audio(f)
+        session = gen._session
+        held = arrays_held(gen, skip=(session, gen._reference))
+        fed, taped = _queued_talk(session), gen._tape.peek(len(gen._tape))
+        await gen.aclose()
+        return held, fed, taped, pcm
+
+    held, fed, taped, pcm = asyncio.run(main())
+    assert held and all(p.startswith("._tape.") or "._rs[" in p for p in held), held
+    feed_rs, tape_rs = Resampler(48000, 16000), Resampler(48000, 24000)  # the same streams, resampled alone
+    parts = [frame_to_mono(f) for f in frames_of(pcm, 48000)]
+    np.testing.assert_array_equal(fed, np.concatenate([feed_rs.push(x) for x in parts]))
+    # LiveKit's resampler (the 24 kHz tape) works in int16 and two runs may differ by an LSB or two
+    np.testing.assert_allclose(taped, np.concatenate([tape_rs.push(x) for x in parts]), rtol=0, atol=4 / 32768)
+    assert 3900 < fed.size <= 4000 and 5000 < taped.size <= 6000  # less what the resamplers hold back
+
+
+def test_a_step_never_reads_past_the_playing_utterance():
+    """Two utterances queued back to back: each step is bounded at the playing one's end, so its look-ahead
+    never sees the next utterance (which waits in the same session queue)."""
+    look = 1280
+    pipe = FakeAvatarPipeline(SIZE, SIZE, lookahead_samples=look)
+
+    async def main():
+        gen = StreamAvatarVideoGenerator(pipe, np.full((SIZE, SIZE, 3), 90, np.uint8), audio_sample_rate=16000,
+                                         fill_stalls=False)
+        await gen.start()
+        for offset, n in ((0, 10000), (10000, 9000)):  # pushed before the first step runs
+            for f in frames_of(ramp(offset, n), 16000):
+                await gen.push_audio(f)
+            await gen.push_audio(AudioSegmentEnd())
+        ends, videos = 0, 0
+        async for item in gen:
+            ends += isinstance(item, AudioSegmentEnd)
+            videos += isinstance(item, rtc.VideoFrame)
+            if ends == 2 or videos > 200:
+                break
+        seen = [s for s in gen._session.talk_seen_at_step if s]
+        await gen.aclose()
+        return ends, seen
+
+    ends, seen = asyncio.run(main())
+    assert ends == 2
+    # 10000 = 7680 (+ a full look-ahead) + 2320 (nothing beyond the end); 9000 = 7680 (+ 1280) + 1320
+    assert seen == [7680 + look, 2320, 7680 + look, 1320]

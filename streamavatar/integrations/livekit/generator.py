@@ -9,9 +9,13 @@ duration of the audio frames it received, so that position is the utterance's tr
 
 How a stream is made:
 
-* The engine session runs on one worker thread (a session is not thread-safe); all bookkeeping stays on the
-  event loop. Each ``step()`` consumes exactly one chunk (12 frames, 0.48 s) of the queued agent and user
-  audio, so video never waits for audio: without agent audio the avatar listens (user voice, pushed with
+* One audio path (#17): agent and user samples go into the engine session's queues as they arrive (agent
+  audio resampled to 16 kHz per utterance, so an utterance's last sample is queued before the next one's
+  first); the generator keeps only where each utterance starts and ends in the session's agent queue, and
+  bounds each step with ``talk_until`` at the playing utterance's end. The steps run on one worker thread;
+  the audio calls come from the event loop (the session allows that), all bookkeeping stays there. Each
+  ``step()`` consumes exactly one chunk (12 frames, 0.48 s) of the queued agent and user audio, so video
+  never waits for audio: without agent audio the avatar listens (user voice, pushed with
   :meth:`~StreamAvatarVideoGenerator.push_listen_audio`, e.g. by :class:`~.listen.UserAudioFeed`) or idles.
 * Just in time: a step starts when the frames not yet taken by the consumer cover no more than the measured
   step time plus ``lead_margin_s``. The consumer (``AvatarRunner`` through ``rtc.AVSynchronizer``) takes
@@ -22,11 +26,13 @@ How a stream is made:
   audio of one utterance only. The voice published with a frame is the agent's own audio at
   ``audio_sample_rate`` (not the model's 16 kHz copy), cut at exactly the sample positions the chunk consumed:
   the model is fed a 16 kHz resampling of the same stream, and position ``p`` of that stream is position
-  ``p · audio_sample_rate / 16000`` of the published one. A frame carries only the real samples it consumed
+  ``p · audio_sample_rate / 16000`` of the published one. So at a rate other than 16 kHz the generator keeps
+  that voice (one queue, the "tape") until its frames are handed over; at 16 kHz the published samples are
+  the chunk's own consumed audio and nothing is kept. A frame carries only the real samples it consumed
   (a short last frame, nothing for silent frames), so the runner's playback position counts agent audio
   only.
-* Barge-in (:meth:`clear_buffer`): queued utterances are dropped, the session is interrupted before its next
-  step, audio and ``AudioSegmentEnd`` markers waiting in the output are dropped, and so is the synchronizer's
+* Barge-in (:meth:`clear_buffer`): queued utterances are dropped, the session's agent queue (and the tape) is
+  cleared at once, audio and ``AudioSegmentEnd`` markers waiting in the output are dropped, and so is the synchronizer's
   queue when one is attached (:meth:`attach_av_sync`). With ``interrupt_mode="drop"`` (default) talking frames
   not yet handed over, and the chunk being generated, are discarded: the avatar listens again with the next
   chunk (the rest of the step in flight plus one step). With ``"mute"`` they play without their voice.
@@ -56,6 +62,7 @@ except ImportError as exc:  # optional extra
 
 from streamavatar import constants as K
 from streamavatar.audio.io import ENCODER_SAMPLE_RATE, StreamingResampler
+from streamavatar.audio.queue import AudioQueue
 
 #: Interrupt modes (see the module docstring).
 INTERRUPT_MODES = ("drop", "mute")
@@ -110,82 +117,53 @@ class Resampler:
         return np.zeros(0, np.float32)
 
 
-class _Segment:
-    """One utterance: the 16 kHz feed for the model and the tape of what is published."""
+class _Utterance:
+    """One utterance's boundaries: ``[start, end)`` in the session's agent queue (16 kHz indices, the samples
+    live there only) and where its published voice lies in the generator's tape (when that is kept, see
+    :class:`StreamAvatarVideoGenerator`). Holds the incremental resamplers of the utterance being received
+    (flushed at its end, so its last sample is queued before the next utterance's first)."""
 
-    def __init__(self, sid: int, in_rate: int, sess_rate: int, out_rate: int) -> None:
-        self.id = sid
+    def __init__(self, uid: int, start: int, tape_start: int, in_rate: int, sess_rate: int,
+                 out_rate: int | None) -> None:
+        self.id = uid
+        self.start = self.end = start
+        self.tape_start = self.tape_end = tape_start
+        self.tape_pos = 0       # published samples handed over
+        self.consumed = 0       # session-rate samples consumed by chunks
         self.sess_rate, self.out_rate = sess_rate, out_rate
         self.in_rate = in_rate
-        self._feed_rs = Resampler(in_rate, sess_rate)
-        self._tape_rs = Resampler(in_rate, out_rate)
-        self._feed: list[np.ndarray] = []
-        self.fed = 0            # session-rate samples produced for the model
-        self.pushed = 0         # ... of which pushed into the session
-        self.consumed = 0       # ... of which consumed by chunks
-        self._tape: list[np.ndarray] = []
-        self.tape_len = 0
-        self.tape_pos = 0       # published samples handed over
+        self._rs: tuple[Resampler, Resampler | None] | None = None
         self.frames_in = 0
         self.first_t = time.perf_counter()
         self.ended = False
         self.started = False
-        self.ttff_done = False
 
-    def add(self, frame: rtc.AudioFrame) -> None:
-        if frame.sample_rate != self.in_rate:
-            self._flush_resamplers()
-            self.in_rate = frame.sample_rate
-            self._feed_rs = Resampler(self.in_rate, self.sess_rate)
-            self._tape_rs = Resampler(self.in_rate, self.out_rate)
-        x = frame_to_mono(frame)
-        self._put(self._feed_rs.push(x), self._tape_rs.push(x))
-        self.frames_in += 1
+    @property
+    def fed(self) -> int:
+        """Session-rate samples queued for this utterance."""
+        return self.end - self.start
 
-    def _put(self, feed: np.ndarray, tape: np.ndarray) -> None:
-        if feed.size:
-            self._feed.append(feed)
-            self.fed += feed.size
-        if tape.size:
-            self._tape.append(tape)
-            self.tape_len += tape.size
-
-    def _flush_resamplers(self) -> None:
-        self._put(self._feed_rs.flush(), self._tape_rs.flush())
-
-    def end(self) -> None:
-        self._flush_resamplers()
-        self.ended = True
+    def resample(self, x: np.ndarray | None, rate: int) -> tuple[np.ndarray, np.ndarray]:
+        """The model feed and the published tape of ``x`` (mono at ``rate``; None: flush, the utterance ended
+        or its rate changed)."""
+        empty = np.zeros(0, np.float32)
+        if self._rs is None:
+            if x is None:
+                return empty, empty
+            self._rs = (Resampler(rate, self.sess_rate),
+                        Resampler(rate, self.out_rate) if self.out_rate is not None else None)
+        feed_rs, tape_rs = self._rs
+        if x is None:
+            self._rs = None
+            return feed_rs.flush(), tape_rs.flush() if tape_rs is not None else empty
+        return feed_rs.push(x), tape_rs.push(x) if tape_rs is not None else empty
 
     def ready(self, need: int, timeout_s: float) -> bool:
         return self.ended or self.fed >= need or time.perf_counter() - self.first_t >= timeout_s
 
-    def take_feed(self) -> np.ndarray:
-        out = np.concatenate(self._feed) if self._feed else np.zeros(0, np.float32)
-        self._feed = []
-        self.pushed += out.size
-        return out
-
     @property
     def done(self) -> bool:
         return self.ended and self.consumed >= self.fed
-
-    def tape_until(self, session_pos: int, last: bool) -> np.ndarray:
-        """Published samples up to session-rate position ``session_pos`` (all that is left when ``last``)."""
-        end = self.tape_len if last else min(self.tape_len, round(session_pos * self.out_rate / self.sess_rate))
-        n = max(0, end - self.tape_pos)
-        parts = []
-        while n > 0 and self._tape:
-            head = self._tape[0]
-            if head.size <= n:
-                parts.append(head)
-                self._tape.pop(0)
-            else:
-                parts.append(head[:n])
-                self._tape[0] = head[n:]
-            n -= parts[-1].size
-            self.tape_pos += parts[-1].size
-        return np.concatenate(parts) if parts else np.zeros(0, np.float32)
 
 
 @dataclass
@@ -247,7 +225,8 @@ class StreamAvatarVideoGenerator(VideoGenerator):
 
     ``pipeline``: what :func:`streamavatar.load` returns, or any object with the same session API
     (``frame_size``, ``sample_rate``, ``session(image)`` → ``push_talk_audio`` / ``push_listen_audio`` /
-    ``step`` / ``interrupt`` / optional ``close``), e.g. the test double
+    ``step(talk_until=...)`` / ``interrupt`` / ``talk_index`` / ``talk_end`` / optional ``close``; the audio
+    calls may come from another thread than the steps), e.g. the test double
     :class:`streamavatar.serve.fake_generator.FakeAvatarPipeline`. ``reference_image``: what
     ``pipeline.session`` accepts (the real engine: a path, PIL image or HxWx3 uint8 array).
     ``audio_sample_rate``: the rate of the published voice (a multiple of 25; agent audio at other rates is
@@ -282,14 +261,15 @@ class StreamAvatarVideoGenerator(VideoGenerator):
         self.current_state = "idle"
         self._executor: ThreadPoolExecutor | None = None
         self._session: Any = None
-        self._segments: deque[_Segment] = deque()
-        self._receiving: _Segment | None = None
+        #: Utterance boundaries, oldest first; the samples are in the session's agent queue only.
+        self._utterances: deque[_Utterance] = deque()
+        self._receiving: _Utterance | None = None
         self._next_sid = 0
+        #: The published voice at ``audio_sample_rate``, in push order, when that is not the session's rate
+        #: (at the session's rate a frame's voice is the chunk's own consumed audio, so nothing is kept).
+        self._tape: AudioQueue | None = None if self._out_rate == self._sess_rate else AudioQueue()
         self._out: deque[_Video | _Audio | _End] = deque()
-        self._listen: list[np.ndarray] = []
-        self._listen_rs: Resampler | None = None
         self._epoch = 0
-        self._interrupt_pending = False
         self._interrupt_t: float | None = None
         self._step_estimate_s = 0.5 * K.CHUNK_SECONDS
         self._av_sync: rtc.AVSynchronizer | None = None
@@ -357,57 +337,81 @@ class StreamAvatarVideoGenerator(VideoGenerator):
             self._executor.shutdown(wait=True)
             self._executor = None
         self._out.clear()
-        self._segments.clear()
+        self._utterances.clear()
+        self._receiving = None
+        if self._tape is not None:
+            self._tape.clear()
 
     # --- audio in --------------------------------------------------------------------------------------------
     async def push_audio(self, frame: rtc.AudioFrame | AudioSegmentEnd) -> None:
-        """Agent voice from the runner: audio frames of an utterance, then ``AudioSegmentEnd``."""
+        """Agent voice from the runner: audio frames of an utterance, then ``AudioSegmentEnd``. The samples go
+        into the engine session's queue at once (the stream starts if it has not); only the utterance's
+        boundaries stay here."""
         if self._closed:
             return
         if isinstance(frame, AudioSegmentEnd):
-            seg = self._receiving
+            utt = self._receiving
             self._receiving = None
-            if seg is not None:  # an end with no audio since the last end or clear has nothing to finish
-                seg.end()
-                if seg.done:
-                    self._finish(seg)
+            if utt is not None:  # an end with no audio since the last end or clear has nothing to finish
+                self._queue_voice(utt, *utt.resample(None, utt.in_rate))
+                utt.ended = True
+                if utt.done:
+                    self._finish(utt)
                 self._taken.set()
             return
         if frame.samples_per_channel == 0:
             return
-        if self._receiving is None:
-            self._receiving = _Segment(self._next_sid, frame.sample_rate, self._sess_rate, self._out_rate)
+        await self.start()
+        if self._closed or self._session is None:
+            return
+        utt = self._receiving
+        if utt is None:
+            tape_end = self._tape.end if self._tape is not None else 0
+            utt = _Utterance(self._next_sid, self._session.talk_end, tape_end, frame.sample_rate, self._sess_rate,
+                             None if self._tape is None else self._out_rate)
+            self._receiving = utt
             self._next_sid += 1
-            self._segments.append(self._receiving)
-            self._first_t[self._receiving.id] = self._receiving.first_t
-        self._receiving.add(frame)
+            self._utterances.append(utt)
+            self._first_t[utt.id] = utt.first_t
+        elif frame.sample_rate != utt.in_rate:
+            self._queue_voice(utt, *utt.resample(None, utt.in_rate))
+            utt.in_rate = frame.sample_rate
+        self._queue_voice(utt, *utt.resample(frame_to_mono(frame), frame.sample_rate))
+        utt.frames_in += 1
+
+    def _queue_voice(self, utt: _Utterance, feed: np.ndarray, tape: np.ndarray) -> None:
+        """Queue an utterance's next samples: the model's feed in the session, the published voice on the tape.
+        Only the event loop pushes agent audio, so the session's queue ends where this utterance ends."""
+        if feed.size:
+            self._session.push_talk_audio(feed, self._sess_rate)
+            utt.end = self._session.talk_end
+        if tape.size and self._tape is not None:
+            self._tape.push(tape)
+            utt.tape_end = self._tape.end
 
     def push_listen_audio(self, frame: rtc.AudioFrame) -> None:
-        """The user's voice (drives listening). Any rate; the session keeps only the newest 2 s."""
-        if self._closed or frame.samples_per_channel == 0:
+        """The user's voice (drives listening), any rate, straight into the session's queue (which keeps only
+        the newest 2 s). Before the stream has started there is no session: that audio is not kept."""
+        if self._closed or frame.samples_per_channel == 0 or self._session is None:
             return
-        if self._listen_rs is None or self._listen_rs.src != frame.sample_rate:
-            self._listen_rs = Resampler(frame.sample_rate, self._sess_rate)
-        x = self._listen_rs.push(frame_to_mono(frame))
-        if x.size:
-            self._listen.append(x)
-            cap = 2 * K.VIDEO_FPS * self._spf * 2  # never more than 4 s waiting between two steps
-            while sum(a.size for a in self._listen) > cap and len(self._listen) > 1:
-                self._listen.pop(0)
+        self._session.push_listen_audio(frame_to_mono(frame), frame.sample_rate)
 
     async def clear_buffer(self) -> None:
         """Barge-in: stop the agent's voice now and go on listening (see the module docstring)."""
         if self._closed:
             return
         self._epoch += 1
-        talking = bool(self._segments) or self.current_state == "talking" or any(
+        talking = bool(self._utterances) or self.current_state == "talking" or any(
             isinstance(item, _Video) and item.state == "talking" for item in self._out)
-        if self._segments:
+        if self._utterances:
             self.metrics.segments_interrupted += 1
-        self._segments.clear()
+        self._utterances.clear()
         self._first_t.clear()
         self._receiving = None
-        self._interrupt_pending = True
+        if self._session is not None:
+            self._session.interrupt()  # a step in flight read before this: its chunk is stale (epoch)
+        if self._tape is not None:
+            self._tape.clear()
         kept: deque[_Video | _Audio | _End] = deque()
         for item in self._out:
             if isinstance(item, _Video):
@@ -432,16 +436,6 @@ class StreamAvatarVideoGenerator(VideoGenerator):
     def _lead_frames(self) -> int:
         return max(1, math.ceil((self._step_estimate_s + self._lead_margin_s) * K.VIDEO_FPS))
 
-    def _step_blocking(self, talk: np.ndarray | None, listen: np.ndarray | None, interrupt: bool) -> Any:
-        s = self._session
-        if interrupt:
-            s.interrupt()
-        if talk is not None and talk.size:
-            s.push_talk_audio(talk, self._sess_rate)
-        if listen is not None and listen.size:
-            s.push_listen_audio(listen, self._sess_rate)
-        return s.step()
-
     async def _produce(self) -> None:
         loop = asyncio.get_running_loop()
         try:
@@ -451,26 +445,25 @@ class StreamAvatarVideoGenerator(VideoGenerator):
                     await self._taken.wait()
                 if self._closed:
                     return
-                interrupt, self._interrupt_pending = self._interrupt_pending, False
-                seg = self._segments[0] if self._segments else None
-                talk = None
-                if seg is not None:
-                    if not seg.started and seg.ready(self._prebuffer, self._prebuffer_timeout_s):
-                        seg.started = True
-                    if seg.started:
-                        talk = seg.take_feed()
+                utt = self._utterances[0] if self._utterances else None
+                # the step reads the playing utterance's queued samples only: none of a later one, none of one
+                # still prebuffering (they stay queued in the session)
+                until = self._session.talk_index
+                if utt is not None:
+                    if not utt.started and utt.ready(self._prebuffer, self._prebuffer_timeout_s):
+                        utt.started = True
+                    if utt.started:
+                        until = utt.end
                     else:
-                        seg = None
-                listen = np.concatenate(self._listen) if self._listen else None
-                self._listen = []
+                        utt = None
                 epoch = self._epoch
                 t0 = time.perf_counter()
-                chunk = await loop.run_in_executor(self._executor, self._step_blocking, talk, listen, interrupt)
+                chunk = await loop.run_in_executor(self._executor, lambda u=until: self._session.step(talk_until=u))
                 dt = time.perf_counter() - t0
                 self.metrics.step_s.append(dt)
                 self._step_estimate_s = dt if self.metrics.chunks == 0 else 0.8 * self._step_estimate_s + 0.2 * dt
                 self.metrics.chunks += 1
-                self._accept(chunk, epoch, seg)
+                self._accept(chunk, epoch, utt)
         except asyncio.CancelledError:
             raise
         except BaseException as exc:  # noqa: BLE001 - surfaced to the consumer
@@ -478,11 +471,11 @@ class StreamAvatarVideoGenerator(VideoGenerator):
             self._have_output.set()
             raise
 
-    def _accept(self, chunk: Any, epoch: int, seg: _Segment | None) -> None:
+    def _accept(self, chunk: Any, epoch: int, utt: _Utterance | None) -> None:
         frames = np.asarray(chunk.frames)
         talk_n = int(getattr(chunk, "talk_samples", 0 if chunk.state != "talking" else chunk.audio.size))
         state = str(chunk.state)
-        stale = epoch != self._epoch or seg is None or seg not in self._segments
+        stale = epoch != self._epoch or utt is None or utt not in self._utterances
         if talk_n > 0 and stale:
             if self._interrupt_mode == "drop":
                 self.metrics.dropped_frames += frames.shape[0]
@@ -490,46 +483,59 @@ class StreamAvatarVideoGenerator(VideoGenerator):
                 return
             state, talk_n = "muted", 0
             self.metrics.muted_frames += frames.shape[0]
-        base = seg.consumed if (seg is not None and talk_n) else 0
-        if seg is not None and talk_n:
-            seg.consumed += talk_n
-        last_frame = -1
-        for j in range(frames.shape[0]):
-            n_j = min(max(talk_n - j * self._spf, 0), self._spf)
-            if n_j:
-                last_frame = j
-        finished = seg is not None and talk_n > 0 and seg.done
+        talk = utt if (utt is not None and talk_n) else None
+        base = talk.consumed if talk is not None else 0
+        if talk is not None:
+            talk.consumed += talk_n
+        last_frame = (talk_n - 1) // self._spf if talk_n else -1
+        finished = talk is not None and talk.done
+        audio = np.asarray(chunk.audio)
         for j in range(frames.shape[0]):
             n_j = min(max(talk_n - j * self._spf, 0), self._spf)
             # per frame: "talking" only while the frame carries agent voice; the rest of a talking chunk
             # (after the utterance's last sample) is "silent"
             frame_state = "silent" if (state == "talking" and not n_j) else state
-            self._out.append(_Video(frames[j], frame_state, seg.id if (seg is not None and talk_n) else None,
+            self._out.append(_Video(frames[j], frame_state, talk.id if talk is not None else None,
                                     self.metrics.chunks * self._chunk_frames + j))
             if n_j:
-                samples = seg.tape_until(base + j * self._spf + n_j, last=finished and j == last_frame)
+                if self._tape is None:  # published at the session's rate: the chunk's own consumed samples
+                    samples = audio[j * self._spf: j * self._spf + n_j].copy()
+                else:
+                    samples = self._take_tape(talk, base + j * self._spf + n_j, last=finished and j == last_frame)
                 if samples.size:
-                    self._out.append(_Audio(samples, seg.id))
+                    self._out.append(_Audio(samples, talk.id))
             if finished and j == last_frame:
-                self._finish(seg, append=True)
+                self._finish(talk, append=True)
         self._have_output.set()
 
-    def _finish(self, seg: _Segment, append: bool = False) -> None:
+    def _take_tape(self, utt: _Utterance, session_pos: int, last: bool) -> np.ndarray:
+        """The utterance's published samples up to session-rate position ``session_pos`` of it (all that is
+        left when ``last``): position ``p`` at 16 kHz is ``p · audio_sample_rate / 16000`` of the voice."""
+        size = utt.tape_end - utt.tape_start
+        end = size if last else min(size, round(session_pos * self._out_rate / self._sess_rate))
+        n = max(0, end - utt.tape_pos)
+        out = self._tape.take(n, until=utt.tape_end)
+        utt.tape_pos += out.size
+        return out
+
+    def _finish(self, utt: _Utterance, append: bool = False) -> None:
         """The utterance's last sample has been queued for output: place its ``AudioSegmentEnd``."""
-        if seg in self._segments:
-            self._segments.remove(seg)
+        if utt in self._utterances:
+            self._utterances.remove(utt)
+        if self._tape is not None:  # what rounding left of its voice is not published (the next starts clean)
+            self._tape.take(self._tape.end, until=utt.tape_end)
         self.metrics.segments_finished += 1
         if append:
-            self._out.append(_End(seg.id))
+            self._out.append(_End(utt.id))
             return
-        # the end arrived after its audio: right after the segment's last queued audio, else next
+        # the end arrived after its audio: right after the utterance's last queued audio, else next
         for i in range(len(self._out) - 1, -1, -1):
             item = self._out[i]
-            if isinstance(item, _Audio | _Video) and item.segment == seg.id:
-                self._out.insert(i + 1, _End(seg.id))
+            if isinstance(item, _Audio | _Video) and item.segment == utt.id:
+                self._out.insert(i + 1, _End(utt.id))
                 break
         else:
-            self._out.appendleft(_End(seg.id))
+            self._out.appendleft(_End(utt.id))
         self._have_output.set()
 
     # --- frames out ------------------------------------------------------------------------------------------
