@@ -26,6 +26,7 @@ COMMAND_MODULES: tuple[str, ...] = (
     "streamavatar.training.teacher_cli",
     "streamavatar.training.vae_cli",
     "streamavatar.training.distill_cli",
+    "streamavatar.training.adversarial_cli",
     "streamavatar.eval.cli",
     "streamavatar.training.judges_cli",
     "streamavatar.integrations.livekit_cli",

@@ -82,6 +82,9 @@ class DistillConfig:
     sid_alpha: float = 1.0
     sid_sigma_min: float = 0.02
     sid_sigma_max: float = 0.98
+    #: Shift of the critic levels (generator loss and fake-score loss): 1 = uniform σ (the Stage 1 runs),
+    #: Self-Forcing uses 5 (``sid.SELF_FORCING_CRITIC_SHIFT``).
+    sid_sigma_shift: float = 1.0
     # --- data ---
     feature_cache: str | None = None
     split: str = "train"
@@ -100,7 +103,7 @@ class DistillConfig:
                      "rollout_chunks", "fake_updates"):
             if getattr(self, name) <= 0:
                 raise UserInputError(f"{name} must be a positive integer, got {getattr(self, name)}")
-        for name in ("lr", "fake_lr", "teacher_shift", "max_minutes"):
+        for name in ("lr", "fake_lr", "teacher_shift", "max_minutes", "sid_sigma_shift"):
             if not getattr(self, name) > 0:
                 raise UserInputError(f"{name} must be positive, got {getattr(self, name)}")
         if not 0.0 <= self.ema < 1.0:

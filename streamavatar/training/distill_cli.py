@@ -81,7 +81,10 @@ DISTILL_FLAGS: dict[str, dict] = {
     "rollout_chunks": {"positive": True, "help": "sid: chunks per self-forcing rollout (>= the RAPR layout's chunks)"},
     "fake_updates": {"positive": True, "help": "sid: fake-score updates per generator update"},
     "fake_lr": {"positive": True, "help": "sid: fake-score learning rate"},
-    "sid_alpha": {"help": "sid: alpha of the SiD generator loss"},
+    "sid_alpha": {"help": "sid: alpha of the SiD generator loss (SiD's paper: 1.2)"},
+    "sid_sigma_shift": {"positive": True,
+                        "help": "sid: shift of the critic sigma, s*u/(1+(s-1)*u) of u ~ U(min, max) (1: uniform; "
+                                "Self-Forcing: 5)"},
     "feature_cache": {"help": "encoded-clip cache (default: the teacher's, else RUN/features)"},
     "split": {"choices": ("train", "val", "test")},
     "device": {"help": "where the training loop runs (e.g. cpu, cuda:0)"},

@@ -10,13 +10,31 @@ gradient reaches ``x_g`` both directly and through both score networks' *inputs*
 frozen for this loss); that second path is where α acts — with detached scores the gradient would be
 ``−(f_φ − f_ψ)/w`` whatever α is. The fake-score network is trained with the ordinary denoising loss on stop-grad
 generator samples.
+
+**Paper settings.** SiD's own α is 1.2 (:data:`SID_PAPER_ALPHA`; Self-Forcing's video SiD uses 1.0, the run
+default), and Self-Forcing draws the critic level uniformly and then shifts it with its ``timestep_shift``
+(:data:`SELF_FORCING_CRITIC_SHIFT` = 5, the σ-shift of the few-step schedule): :func:`critic_sigma`.
 """
 
 from __future__ import annotations
 
 import torch
 
-from streamavatar.diffusion.flow import add_noise, predicted_x0
+from streamavatar.diffusion.flow import add_noise, predicted_x0, shift_sigma
+
+#: α of SiD's generator loss in the SiD paper (Zhou et al. 2024, images; paper.md §9.2).
+SID_PAPER_ALPHA = 1.2
+#: Self-Forcing's ``timestep_shift`` applied to the critic/generator-loss timesteps (paper.md §9.1).
+SELF_FORCING_CRITIC_SHIFT = 5.0
+
+
+def critic_sigma(batch: int, low: float, high: float, shift: float, generator: torch.Generator) -> torch.Tensor:
+    """Critic noise levels ``[batch]``: u ~ U(low, high), then the flow shift ``s·u / (1 + (s − 1)·u)``
+    (``shift = 1``: uniform σ; Self-Forcing: ``shift = 5``, more weight on high noise)."""
+    if not shift > 0:
+        raise ValueError(f"critic shift must be positive, got {shift}")
+    u = low + (high - low) * torch.rand(batch, generator=generator)
+    return shift_sigma(u, shift) if shift != 1.0 else u
 
 
 def sid_generator_loss(x_g: torch.Tensor, f_real: torch.Tensor, f_fake: torch.Tensor, alpha: float

@@ -3,11 +3,13 @@
 Each generator step:
 
 1. ``fake_updates`` fake-score updates: a fresh rollout without gradients (random exit step, as the generator
-   samples), a random teacher-sized window of it, a σ ~ U(0, 1), and the denoising loss of the fake-score
-   network (bidirectional, initialised from the teacher, conditioned like the teacher) on that window.
+   samples), a random teacher-sized window of it, a σ ~ U(0, 1) (shifted by ``sid_sigma_shift``), and the
+   denoising loss of the fake-score network (bidirectional, initialised from the teacher, conditioned like
+   the teacher) on that window.
 2. One generator update: a rollout (:mod:`~streamavatar.training.self_forcing`) whose exit step carries
-   gradients, the same kind of window, σ ~ U(σ_min, σ_max), the teacher's guided x0 and the fake score's x0 on
-   the noised window (frozen networks; the gradient flows through their inputs to the sample), and the SiD loss
+   gradients, the same kind of window, σ ~ U(σ_min, σ_max) (shifted by ``sid_sigma_shift``), the teacher's
+   guided x0 and the fake score's x0 on the noised window (frozen networks; the gradient flows through their
+   inputs to the sample), and the SiD loss
    (:mod:`~streamavatar.training.sid`). EMA of the student.
 
 **Scoring rollouts longer than the teacher.** The teacher is bidirectional over ``reference + 9`` latent frames
@@ -48,7 +50,7 @@ from streamavatar.training.distill import (
     student_model_config,
 )
 from streamavatar.training.self_forcing import check_rollout_length, random_exit_step, self_forcing_rollout
-from streamavatar.training.sid import fake_score_loss, noised, sid_generator_loss, x0_of
+from streamavatar.training.sid import critic_sigma, fake_score_loss, noised, sid_generator_loss, x0_of
 from streamavatar.training.trainer import Trainer, finite
 
 
@@ -101,7 +103,7 @@ def fake_step(m: SiDModels, batch: dict, window: int, g: torch.Generator) -> tup
     s = m.window_start(clip.shape[2], window, g)
     x_g = clip[:, :, s:s + window].detach()
     b = x_g.shape[0]
-    sigma = torch.rand(b, generator=g)
+    sigma = critic_sigma(b, 0.0, 1.0, m.cfg.sid_sigma_shift, g)
     noise = torch.randn(x_g.shape, generator=g)
     x_t = noised(x_g, sigma, noise)
     ref = batch["latents"][:, :, :1]
@@ -117,11 +119,18 @@ def generator_step(m: SiDModels, batch: dict, window: int, g: torch.Generator) -
     """SiD generator loss on a window of a rollout whose exit step carries gradients."""
     exit_step = random_exit_step(m.stream, g)
     clip = m.rollout(batch, g, exit_step).clip()
+    loss, stats = sid_clip_loss(m, clip, batch, window, g)
+    return loss, {**stats, "exit_step": exit_step}
+
+
+def sid_clip_loss(m: SiDModels, clip: torch.Tensor, batch: dict, window: int, g: torch.Generator
+                  ) -> tuple[torch.Tensor, dict]:
+    """SiD generator loss on a random teacher-sized window of a generated ``clip`` (which carries gradients)."""
     s = m.window_start(clip.shape[2], window, g)
     x_g = clip[:, :, s:s + window]
     b = x_g.shape[0]
     cfg = m.cfg
-    sigma = cfg.sid_sigma_min + (cfg.sid_sigma_max - cfg.sid_sigma_min) * torch.rand(b, generator=g)
+    sigma = critic_sigma(b, cfg.sid_sigma_min, cfg.sid_sigma_max, cfg.sid_sigma_shift, g)
     noise = torch.randn(x_g.shape, generator=g)
     x_t = noised(x_g, sigma, noise)  # not detached: the gradient also flows through both scores' inputs
     ref = batch["latents"][:, :, :1]
@@ -133,8 +142,8 @@ def generator_step(m: SiDModels, batch: dict, window: int, g: torch.Generator) -
     finally:
         m.fake.requires_grad_(True)
     loss = sid_generator_loss(x_g.float(), f_real, f_fake, cfg.sid_alpha)
-    stats = {"sid_loss": float(loss.detach()), "exit_step": exit_step, "window": s,
-             "sigma": float(sigma.mean()), "score_gap": float((f_real - f_fake).detach().abs().mean())}
+    stats = {"sid_loss": float(loss.detach()), "window": s, "sigma": float(sigma.mean()),
+             "score_gap": float((f_real - f_fake).detach().abs().mean())}
     return loss, stats
 
 

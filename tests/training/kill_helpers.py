@@ -49,6 +49,6 @@ def kill_9_then_resume(args: list[str], out: Path, at_least: int = 4, timeout: f
     assert log_steps(out) == list(range(1, step0 + 3))
     rows = (out / "train_log.csv").read_text().splitlines()
     header = rows[0].split(",")
-    loss_col = header.index("sid_loss" if "sid_loss" in header else "loss")
+    loss_col = header.index(next(c for c in ("g_loss", "sid_loss", "loss") if c in header))
     assert all(np.isfinite(float(row.split(",")[loss_col])) for row in rows[1:])
     return step0
