@@ -149,15 +149,15 @@ class ConsistencyAwareDiscriminator(nn.Module):
         _, _, f, h, w = x.shape if x.ndim == 5 else (0, 0, 0, 0, 0)
         net._check_inputs(x, t, talk_audio, listen_audio, f - reference_frames)
         gh, gw = net.grid(h, w)
-        cos, sin = rope_angles(torch.arange(f), gh, gw, net.cfg.head_dim, net.cfg.rope_theta)
+        cos, sin = rope_angles(torch.arange(f, device=x.device), gh, gw, net.cfg.head_dim, net.cfg.rope_theta)
         plan = SelfAttentionPlan(cos, sin, cos, sin, None)
         ctx = net.text_context(None, x.shape[0])
         tokens = net._embed(x, reference, reference_frames)
         _, e0 = net._time(t, talk_audio, listen_audio, reference_frames)
         out = []
         for i, blk in enumerate(net.blocks[:self.layers[-1] + 1]):
-            tokens = blk(tokens, e0, plan, i, blk.cross_attn.context_kv(ctx), talk_audio, listen_audio,
-                         reference_frames)
+            tokens, _, _ = blk(tokens, e0, plan, None, blk.cross_attn.context_kv(ctx), talk_audio, listen_audio,
+                               reference_frames)
             if i in self.layers:
                 out.append(tokens)
         return out
