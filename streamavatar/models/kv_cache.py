@@ -87,17 +87,21 @@ class StreamingKVCache:
         """Hold one layer's pre-RoPE keys and values of the frames being generated until :meth:`commit`."""
         self._staged[index] = (k.detach(), v.detach())
 
+    def _check_commit(self, frames: list[int]) -> None:
+        """Every layer staged, and ``frames`` after the cached ones."""
+        if len(self._staged) != len(self.keys):
+            raise RuntimeError(f"commit needs keys of all {len(self.keys)} layers, {len(self._staged)} staged")
+        known = self.frames
+        if known and frames and frames[0] <= known[-1]:
+            raise ValueError(f"frames {frames} do not follow the cached frames {known}")
+
     def commit(self, frames: list[int]) -> None:
         """Write the staged keys/values of ``frames`` (true indices, increasing) into sink and window.
 
         Frames go to the sink while it has room, then into the window; when the window is full its oldest
         frame is evicted (FIFO).
         """
-        if len(self._staged) != len(self.keys):
-            raise RuntimeError(f"commit needs keys of all {len(self.keys)} layers, {len(self._staged)} staged")
-        known = self.frames
-        if known and frames and frames[0] <= known[-1]:
-            raise ValueError(f"frames {frames} do not follow the cached frames {known}")
+        self._check_commit(frames)
         s = self.tokens_per_frame
         for j, frame in enumerate(frames):
             if len(self.sink_frames) < self.sink_capacity:
@@ -164,11 +168,7 @@ class RingKVCache(StreamingKVCache):
         return self.keys[index], self.values[index]
 
     def commit(self, frames: list[int]) -> None:
-        if len(self._staged) != len(self.keys):
-            raise RuntimeError(f"commit needs keys of all {len(self.keys)} layers, {len(self._staged)} staged")
-        known = self.frames
-        if known and frames and frames[0] <= known[-1]:
-            raise ValueError(f"frames {frames} do not follow the cached frames {known}")
+        self._check_commit(frames)
         s = self.tokens_per_frame
         for j, frame in enumerate(frames):
             if len(self.sink_frames) < self.sink_capacity:

@@ -54,7 +54,7 @@ from streamavatar.training.distill import (
     load_run,
     load_windows,
 )
-from streamavatar.training.self_forcing import check_rollout_length, random_exit_step
+from streamavatar.training.self_forcing import check_rollout_length, random_exit_step, teacher_window
 from streamavatar.training.sid import critic_sigma, noised
 from streamavatar.training.sid_train import SID_BETAS, SiDModels, fake_step, sid_clip_loss
 from streamavatar.training.trainer import Trainer, TrainerConfig, finite, open_checkpoint
@@ -280,10 +280,7 @@ def train_adversarial(cfg: AdversarialConfig, resume: bool = False, progress: bo
     check_teacher(cfg, s_info, f"--student {cfg.student}")
     mc = ModelConfig.from_dict(s_info["model"])  # the student's own streaming geometry (sink / RAPR flags)
     check_rollout_length(cfg.rollout_chunks, mc.stream)
-    window = int(t_info.get("train", {}).get("frames", 3 * mc.stream.chunk_frames))
-    if window % mc.stream.chunk_frames or window > cfg.rollout_chunks * mc.stream.chunk_frames:
-        raise UserInputError(f"the teacher's window of {window} frames does not fit rollouts of "
-                             f"{cfg.rollout_chunks} chunks of {mc.stream.chunk_frames}")
+    window = teacher_window(t_info, mc.stream, cfg.rollout_chunks)
     out.mkdir(parents=True, exist_ok=True)
     torch.manual_seed(cfg.seed)
     windows = load_windows(cfg, t_info, cfg.rollout_chunks * mc.stream.chunk_frames, progress)

@@ -45,6 +45,16 @@ def check_rollout_length(chunks: int, stream: StreamConfig) -> None:
             f"use --rollout-chunks {need} or more")
 
 
+def teacher_window(teacher_info: dict, stream: StreamConfig, chunks: int) -> int:
+    """The latent frames of the teacher's training window (what it scores at once), checked to be whole chunks
+    that fit a rollout of ``chunks`` chunks."""
+    window = int(teacher_info.get("train", {}).get("frames", 3 * stream.chunk_frames))
+    if window % stream.chunk_frames or window > chunks * stream.chunk_frames:
+        raise UserInputError(f"the teacher's window of {window} frames does not fit rollouts of "
+                             f"{chunks} chunks of {stream.chunk_frames}")
+    return window
+
+
 @dataclass
 class Rollout:
     """One rollout's outputs: ``final`` chunks as inference returns them, and the exit-step samples."""

@@ -49,7 +49,12 @@ from streamavatar.training.distill import (
     open_run,
     student_model_config,
 )
-from streamavatar.training.self_forcing import check_rollout_length, random_exit_step, self_forcing_rollout
+from streamavatar.training.self_forcing import (
+    check_rollout_length,
+    random_exit_step,
+    self_forcing_rollout,
+    teacher_window,
+)
 from streamavatar.training.sid import critic_sigma, fake_score_loss, noised, sid_generator_loss, x0_of
 from streamavatar.training.trainer import Trainer, finite
 
@@ -203,10 +208,7 @@ def train_sid(cfg: DistillConfig, resume: bool = False, progress: bool = True, o
     check_teacher(cfg, t_info, f"teacher {cfg.teacher}")
     mc = student_model_config(t_info, cfg)
     check_rollout_length(cfg.rollout_chunks, mc.stream)
-    window = int(t_info.get("train", {}).get("frames", 3 * mc.stream.chunk_frames))
-    if window % mc.stream.chunk_frames or window > cfg.rollout_chunks * mc.stream.chunk_frames:
-        raise UserInputError(f"the teacher's window of {window} frames does not fit rollouts of "
-                             f"{cfg.rollout_chunks} chunks of {mc.stream.chunk_frames}")
+    window = teacher_window(t_info, mc.stream, cfg.rollout_chunks)
     out.mkdir(parents=True, exist_ok=True)
     torch.manual_seed(cfg.seed)
     windows = load_windows(cfg, t_info, cfg.rollout_chunks * mc.stream.chunk_frames, progress)
