@@ -95,6 +95,13 @@ class StreamingKVCache:
         if known and frames and frames[0] <= known[-1]:
             raise ValueError(f"frames {frames} do not follow the cached frames {known}")
 
+    def _write_slot(self, slot: int, j: int) -> None:
+        """Copy staged frame ``j`` of every layer into cache slot ``slot``."""
+        s = self.tokens_per_frame
+        for i, (k, v) in self._staged.items():
+            self.keys[i][:, slot * s:(slot + 1) * s] = k[:, j * s:(j + 1) * s]
+            self.values[i][:, slot * s:(slot + 1) * s] = v[:, j * s:(j + 1) * s]
+
     def commit(self, frames: list[int]) -> None:
         """Write the staged keys/values of ``frames`` (true indices, increasing) into sink and window.
 
@@ -118,9 +125,7 @@ class StreamingKVCache:
                     buf[:, start:end - s] = buf[:, start + s:end].clone()
                 self.window_frames = self.window_frames[1:] + [frame]
                 slot = self.sink_capacity + self.window_capacity - 1
-            for i, (k, v) in self._staged.items():
-                self.keys[i][:, slot * s:(slot + 1) * s] = k[:, j * s:(j + 1) * s]
-                self.values[i][:, slot * s:(slot + 1) * s] = v[:, j * s:(j + 1) * s]
+            self._write_slot(slot, j)
         self._staged.clear()
 
     def discard_staged(self) -> None:
@@ -182,9 +187,7 @@ class RingKVCache(StreamingKVCache):
                 self.window_frames = (self.window_frames + [frame])[-self.window_capacity:]
             self.slot_frames[slot] = frame
             self._valid[slot * s:(slot + 1) * s] = True
-            for i, (k, v) in self._staged.items():
-                self.keys[i][:, slot * s:(slot + 1) * s] = k[:, j * s:(j + 1) * s]
-                self.values[i][:, slot * s:(slot + 1) * s] = v[:, j * s:(j + 1) * s]
+            self._write_slot(slot, j)
         self._staged.clear()
 
 
