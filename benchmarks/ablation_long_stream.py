@@ -9,11 +9,12 @@ looped, and every generated frame is measured:
 * sync: Pearson r per minute between the exactly measured mouth opening of the generated frames
   (``eval.mouth_measure``) and the corpus ground truth looped with the audio.
 
-Inference-time ablation: all variants run the same trained weights (training one student per variant, as the
-paper does, is beyond this CPU budget); what changes is only the cache layout and the RoPE indices at run time.
+By default this is an inference-time ablation: all variants run the same trained weights and only the cache
+layout and the RoPE indices change at run time. ``--variants own`` streams a model only with the layout it was
+trained with (its folder's flags): the trained ablation of ``docs/stage2.md``, one student per variant.
 
     PYTHONPATH=. python benchmarks/ablation_long_stream.py --model RUN --corpus /work/data/corpus \
-        --minutes 5 --out ablation_out
+        --minutes 5 --out ablation_out [--variants own]
 
 Writes ``OUT/ablation.json``, ``OUT/ablation.md`` (the table) and ``OUT/drift.png``.
 """
@@ -35,6 +36,14 @@ VARIANTS = {  # name -> (reference_sink, rapr)
     "sink": (True, False),
     "sink + RAPR": (True, True),
 }
+
+
+def own_variant(model: Path) -> str:
+    """The name in :data:`VARIANTS` of the cache layout that model folder ``model`` carries."""
+    kind = "student" if (model / "student.json").is_file() else "teacher"
+    stream = json.loads((model / f"{kind}.json").read_text())["model"]["stream"]
+    flags = (bool(stream["reference_sink"]), bool(stream["rapr"]) and bool(stream["reference_sink"]))
+    return next(name for name, v in VARIANTS.items() if v == flags)
 
 
 def variant_folder(model: Path, sink: bool, rapr: bool, root: Path) -> Path:
@@ -99,7 +108,13 @@ def main() -> None:
     ap.add_argument("--minutes", type=float, default=5.0)
     ap.add_argument("--out", required=True)
     ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--variants", default="all",
+                    help="'all' (the three layouts on the same weights) or 'own' (only the model's own layout)")
     args = ap.parse_args()
+    if args.variants not in ("all", "own"):
+        ap.error(f"--variants must be 'all' or 'own', got {args.variants!r}")
+    chosen = dict(VARIANTS) if args.variants == "all" else {
+        (n := own_variant(Path(args.model))): VARIANTS[n]}
 
     import torch
 
@@ -125,7 +140,7 @@ def main() -> None:
     from streamavatar.data.video_io import read_frames
 
     results = {}
-    for name, (sink, rapr) in VARIANTS.items():
+    for name, (sink, rapr) in chosen.items():
         folder = variant_folder(Path(args.model), sink, rapr, work)
         pipe = sa.load(str(folder), threads=args.threads)
         video = out / f"{folder.name}_{clip_id}.mp4"

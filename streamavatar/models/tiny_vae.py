@@ -35,6 +35,10 @@ class TinyVAEConfig:
     decoder_blocks: int = 2
     groups: int = 8
     stride: int = 8
+    #: Width of the decoder's output refinement stage (0 = none): a residual per-group network at half the frame
+    #: resolution that sees the summed linear + non-linear output, so it can smooth the borders between the
+    #: linear path's independently painted ``stride x stride`` patches (issue #22's 16-px grid).
+    refine_width: int = 0
 
     def __post_init__(self) -> None:
         if self.latent_channels <= 0 or any(w <= 0 or w % self.groups for w in self.widths):
@@ -42,6 +46,8 @@ class TinyVAEConfig:
                              f"{self.groups}, latent_channels positive (got {self.latent_channels})")
         if self.stride not in (8, 16):
             raise ValueError(f"TinyVAEConfig: stride must be 8 or 16, got {self.stride}")
+        if self.refine_width < 0:
+            raise ValueError(f"TinyVAEConfig: refine_width must be >= 0 (0 = no refine stage), got {self.refine_width}")
 
     @property
     def unshuffle(self) -> int:
@@ -175,6 +181,27 @@ class TinyEncoder(nn.Module):
         return x.unflatten(0, (b, t)).transpose(1, 2)
 
 
+class RefineStage(nn.Module):
+    """Residual output refinement of decoded groups ``[N, 12, H, W]`` at ``H/2 x W/2`` (2x2 pixel-unshuffle):
+    three 3x3 convolutions (receptive field +-8 px at full resolution), no normalisation (GroupNorm at this size
+    cost as much as the convolutions on the CPU).
+
+    Runs per group (no time mixing), so streaming decode stays exact. Its last convolution starts at zero: an
+    untrained stage is the identity, and weights trained without it load unchanged."""
+
+    def __init__(self, channels: int, width: int) -> None:
+        super().__init__()
+        self.conv_in = nn.Conv2d(4 * channels, width, 3, padding=1)
+        self.conv_mid = nn.Conv2d(width, width, 3, padding=1)
+        self.conv_out = nn.Conv2d(width, 4 * channels, 3, padding=1)
+        nn.init.zeros_(self.conv_out.weight)
+        nn.init.zeros_(self.conv_out.bias)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        h = F.silu(self.conv_mid(F.silu(self.conv_in(F.pixel_unshuffle(x, 2)))))
+        return x + F.pixel_shuffle(self.conv_out(h), 2)
+
+
 class TinyDecoder(nn.Module):
     """Latent frames -> groups of 4 frames, with one cache entry per :class:`CausalTimeMix`."""
 
@@ -199,6 +226,7 @@ class TinyDecoder(nn.Module):
         with torch.no_grad():
             self.conv_out.weight.zero_()
             self.conv_out.bias.zero_()
+        self.refine = RefineStage(3 * t, cfg.refine_width) if cfg.refine_width else None
 
     #: Number of cache entries :meth:`forward` reads and returns.
     num_caches = 2
@@ -217,6 +245,8 @@ class TinyDecoder(nn.Module):
         x = self.up0(F.interpolate(x, scale_factor=2.0, mode="nearest"))
         x = self.stage0(x)
         x = F.pixel_shuffle(self.conv_out(F.silu(self.norm_out(x))), self.unshuffle) + linear
+        if self.refine is not None:
+            x = self.refine(x)
         return x.unflatten(0, (b, t)), [c2, c1]
 
 

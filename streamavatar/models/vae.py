@@ -100,10 +100,13 @@ def _presets() -> dict[str, VAEConfig]:
     # 64/32/16 grids, with 4x4 pixel-(un)shuffles to and from the frame (issue #22). 64 channels: the PCA bound on
     # held-out 256x256 corpus identities is 27.5 / 28.2 / 29.6 dB at 48 / 64 / 96 channels
     # (benchmarks/vae_pca_bound.py --stride 16), and wider latents were what the small DiT modelled worst (#22).
+    # Its decoder ends in a refinement stage at 128x128: without it the stride-16 linear path paints a 16-px grid
+    # even on the VAE's own latents (blockiness 4.3 against 0.98 for true frames, docs/vae.md). Saved weights of
+    # the earlier layout keep loading: their config.json says refine_width 0.
     s16, z64 = K.WAN22_VAE_SPATIAL_STRIDE, 64
     tiny64s16 = VAEConfig(name="tiny64s16", family="tiny", latent_channels=z64, spatial_stride=s16,
                           latents_mean=(0.0,) * z64, latents_std=(1.0,) * z64,
-                          tiny=TinyVAEConfig(latent_channels=z64, stride=s16))
+                          tiny=TinyVAEConfig(latent_channels=z64, stride=s16, refine_width=32))
     return {c.name: c for c in (tiny, tiny48, tiny64s16, wan21, wan22)}
 
 

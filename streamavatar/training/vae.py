@@ -76,6 +76,9 @@ class VAETrainConfig:
     #: in ``[0, latent_noise]`` per clip, in units of each channel's latent std, added to the latents the
     #: decoder sees (the frames it must produce stay the true ones). Needs ``decoder_only``.
     latent_noise: float = 0.0
+    #: L1 weight on the neighbour differences across the VAE's patch-grid lines (recon against truth): a direct
+    #: penalty on the block grid that the blockiness measure counts (``eval/blockiness.py``).
+    seam_weight: float = 0.0
 
     def validate(self) -> None:
         if not trainable_preset(self.preset):
@@ -97,6 +100,8 @@ class VAETrainConfig:
             raise UserInputError("--decoder-only needs --init-from (the trained encoder to keep)")
         if not (math.isfinite(self.latent_noise) and self.latent_noise >= 0):
             raise UserInputError(f"--latent-noise must be a number >= 0, got {self.latent_noise}")
+        if not (math.isfinite(self.seam_weight) and self.seam_weight >= 0):
+            raise UserInputError(f"--seam-weight must be a number >= 0, got {self.seam_weight}")
         if self.latent_noise > 0 and not self.decoder_only:
             raise UserInputError("--latent-noise needs --decoder-only (noise is scaled by the fixed latent "
                                  "statistics of the --init-from encoder)")
@@ -131,6 +136,19 @@ def reconstruction_losses(recon: torch.Tensor, target: torch.Tensor) -> dict[str
     frames_t = ((t + 1) / 2).transpose(1, 2).flatten(0, 1)
     ssim_loss = 1 - ssim_map(frames_r, frames_t).mean()
     return {"l1": l1, "grad": grad, "ssim": ssim_loss}
+
+
+def seam_l1(recon: torch.Tensor, target: torch.Tensor, grid: int) -> torch.Tensor:
+    """L1 between recon's and target's neighbour differences across ``grid``-pixel patch borders of
+    ``[B, 3, T, H, W]`` videos whose crops start on the grid (columns/rows ``grid-1 | grid``, ...)."""
+    r, t = recon.float(), target.float()
+    losses = []
+    for dim in (3, 4):
+        dr, dt = r.diff(dim=dim), t.diff(dim=dim)
+        idx = torch.arange(grid - 1, dr.shape[dim], grid, device=dr.device)
+        if idx.numel():
+            losses.append((dr.index_select(dim, idx) - dt.index_select(dim, idx)).abs().mean())
+    return sum(losses) / max(len(losses), 1) if losses else r.new_zeros(())
 
 
 def kl_loss(mu: torch.Tensor, logvar: torch.Tensor) -> torch.Tensor:
@@ -185,7 +203,7 @@ def _write_row(path: Path, row: dict) -> None:
 class VAEReconstruction(Objective):
     """Reconstruction (+ KL, mouth L1, optional hinge GAN) of the tiny causal VAE on random corpus windows."""
 
-    columns = ["lr", "loss", "l1", "grad", "ssim_loss", "kl", "batch_psnr_db", "mouth_l1"]
+    columns = ["lr", "loss", "l1", "grad", "ssim_loss", "kl", "batch_psnr_db", "mouth_l1", "seam_l1"]
     desc = "train vae"
     clock_column = "train_minutes"
     #: A run without a discriminator checkpointed ``disc: None``; turning the GAN on later starts one fresh.
@@ -247,6 +265,9 @@ class VAEReconstruction(Objective):
         loss = cfg.w_l1 * parts["l1"] + cfg.w_grad * parts["grad"] + cfg.w_ssim * parts["ssim"]
         if not cfg.decoder_only:
             loss = loss + cfg.w_kl * kl
+        if cfg.seam_weight > 0:
+            parts["seam"] = seam_l1(recon, x, vae.config.spatial_stride)
+            loss = loss + cfg.seam_weight * parts["seam"]
         if cfg.mouth_weight > 0:
             parts["mouth"] = mouth_l1(recon, x, mouth_weight_map(mouths, x.shape[-2], x.shape[-1], cfg.mouth_radius))
             loss = loss + cfg.mouth_weight * parts["mouth"]
@@ -266,7 +287,7 @@ class VAEReconstruction(Objective):
         return {"lr": f"{lr:.3g}", "loss": round(float(loss.detach()), 5), "l1": logged["l1"],
                 "grad": logged["grad"], "ssim_loss": logged["ssim"], "kl": round(float(kl.detach()), 4),
                 "batch_psnr_db": round(float(psnr(recon.detach(), x).mean()), 3),
-                "mouth_l1": logged.get("mouth", 0.0)}
+                "mouth_l1": logged.get("mouth", 0.0), "seam_l1": logged.get("seam", 0.0)}
 
     def evaluate(self, trainer: Trainer) -> dict:
         """PSNR/SSIM on the held-out clips, appended to ``eval.csv`` (not counted as training time)."""
@@ -290,6 +311,16 @@ class VAEReconstruction(Objective):
             self._last_eval_s = trainer.seconds
 
 
+def _load_init(vae: VideoVAE, init: VideoVAE, source: str) -> None:
+    """Copy ``init``'s weights into ``vae``. A decoder refinement stage that ``init`` lacks (weights saved before
+    the preset gained one) keeps its identity initialisation, so the network starts as ``init`` exactly."""
+    missing, unexpected = vae.net.load_state_dict(init.net.state_dict(), strict=False)
+    extra = [k for k in missing if not k.startswith("decoder.refine.")]
+    if extra or unexpected:
+        raise UserInputError(f"--init-from {source}: its layout does not fit the {vae.config.name!r} preset "
+                             f"(missing {extra[:3]}, unexpected {unexpected[:3]})")
+
+
 def train_vae(cfg: VAETrainConfig, resume: bool = False, progress: bool = True) -> dict:
     """Train (or continue) a tiny VAE run; returns the final evaluation and paths."""
     cfg.validate()
@@ -311,7 +342,7 @@ def train_vae(cfg: VAETrainConfig, resume: bool = False, progress: bool = True) 
         init = load_vae(cfg.init_from, dtype=torch.float32)
         if init.config.name != cfg.preset:
             raise UserInputError(f"--init-from {cfg.init_from} is a {init.config.name!r} VAE, not {cfg.preset!r}")
-        vae.net.load_state_dict(init.net.state_dict())
+        _load_init(vae, init, cfg.init_from)
         if cfg.decoder_only:  # the latent space does not move, so neither do its statistics
             fixed_stats = (init.latents_mean.flatten().clone(), init.latents_std.flatten().clone())
     train_bank = ClipBank(split_videos(cfg.data, "train"), max_bytes=cfg.max_bytes, seed=cfg.seed,

@@ -88,6 +88,8 @@ VAE_FLAGS: dict[str, dict] = {
     "mouth_weight": {"help": "extra L1 weight around each frame's annotated mouth (corpus clips; 0 = off)"},
     "mouth_radius": {"help": "pixel radius of the mouth weight"},
     "mouth_fraction": {"help": "fraction of training crops placed over the mouth"},
+    "seam_weight": {"help": "extra L1 weight on the frame differences across the latent patch grid (against "
+                            "block artefacts; 0 = off)"},
     "latent_noise": {"help": "with --decoder-only: train the decoder on latents plus Gaussian noise of std up to "
                              "this many latent stds (robust to the DiT's errors; 0 = off)"},
 }
