@@ -22,6 +22,9 @@ ROWS = [
     ("abl_gan", "+ plain GAN (sink + RAPR student)", 79.68),
     ("abl_dca", "+ D_CA (sink + RAPR student)", 74.21),
     ("abl_sinkrapr_paper", "SiD sink + RAPR, α 1.2, σ shift 5", None),
+    # the untrained control: the shipped default's weights streamed in the other two layouts
+    ("default_nosink", "default weights, streamed without the sink", None),
+    ("default_sink", "default weights, streamed with the sink, no RAPR", None),
 ]
 
 

@@ -36,7 +36,10 @@ def _leftovers(folder: Path, name: str) -> list[Path]:
 
 def _start_and_wait_for_temp(cmd: list[str], folder: Path, name: str, timeout: float = 240) -> subprocess.Popen:
     """Start ``cmd`` and return once its temporary output exists (the mp4 is being written)."""
-    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    # A shell's background job (`pytest ... &`, as CI scripts run it) inherits SIGINT as ignored, and Python then
+    # keeps ignoring it: give the child the default disposition so Ctrl-C means what it does in a terminal.
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     end = time.monotonic() + timeout
     while not _leftovers(folder, name):
         if proc.poll() is not None:
