@@ -169,6 +169,7 @@ class TrainLog:
         if path is not None:
             if path.exists():
                 _truncate_log(path, initial)
+                _widen_log(path, columns)
             new = not path.exists()
             self.file = open(path, "a", newline="")  # noqa: SIM115 - closed in close()
             self.writer = csv.writer(self.file)
@@ -208,6 +209,24 @@ def _truncate_log(path: Path, step: int) -> None:
         tmp = path.with_name(path.name + ".tmp")
         tmp.write_text("".join(keep))
         tmp.replace(path)
+
+
+def _widen_log(path: Path, columns: list[str]) -> None:
+    """Rewrite a log whose header is not ``columns`` (a run resumed by a version that logs more or other
+    columns) under the new header, old values kept by name and new ones left empty, so every row matches it."""
+    with path.open(newline="") as f:
+        rows = list(csv.reader(f))
+    if not rows or rows[0] == columns:
+        return
+    old = rows[0]
+    tmp = path.with_name(path.name + ".tmp")
+    with tmp.open("w", newline="") as f:
+        w = csv.writer(f)
+        w.writerow(columns)
+        for r in rows[1:]:
+            named = dict(zip(old, r, strict=False))  # a row cut short by a kill keeps what it has
+            w.writerow([named.get(k, "") for k in columns])
+    tmp.replace(path)
 
 
 def open_checkpoint(out: str | Path, resume: bool) -> dict | None:
