@@ -10,45 +10,17 @@ from pathlib import Path
 import pytest
 import torch
 
-from streamavatar.config import ModelConfig
-from streamavatar.data.synthetic import SynthConfig, build_corpus
 from streamavatar.models.avatar_model import AvatarModel
-from streamavatar.models.vae import VideoVAE, vae_preset
 from streamavatar.training.adversarial_train import AdversarialConfig, train_adversarial
 from streamavatar.training.state import load_checkpoint
-from streamavatar.training.teacher import build_projector
-from tests.models.dit_helpers import make_model, small_dit_config
 from tests.training.kill_helpers import kill_9_then_resume, log_steps
-
-PRESET = "test-small"
+from tests.training.teacher_setup import PRESET, build_teacher_setup
 
 
 @pytest.fixture(scope="module")
 def setup(tmp_path_factory):
-    """A 3-clip corpus, a random tiny VAE and a random 3-block x0 teacher run folder (mel audio)."""
-    from streamavatar.audio import AudioConfig, AudioFrontend
-    from streamavatar.models.random_weights import randomize_
-
-    root = tmp_path_factory.mktemp("adversarial")
-    corpus = root / "corpus"
-    build_corpus(corpus, SynthConfig(clips=3, seconds=2.5, seed=5, clips_per_identity=1, workers=1), progress=False)
-    split = next(s for s in ("train", "val", "test") if (corpus / f"{s}.txt").read_text().strip())
-    torch.manual_seed(0)
-    vae_dir = root / "vae"
-    VideoVAE(vae_preset("tiny")).save_pretrained(vae_dir)
-    mc = ModelConfig(name=PRESET, dit=small_dit_config(prediction="x0", latent_channels=16, num_layers=3))
-    model = make_model(mc.dit, seed=1)
-    frontend = AudioFrontend(AudioConfig(backend="mel"))
-    projector, pc = build_projector(mc, frontend)
-    randomize_(projector, seed=2)
-    teacher = root / "teacher"
-    info = {"train": {"vae": str(vae_dir), "audio_backend": "mel", "frames": 9, "prediction": "x0",
-                      "feature_cache": None}, "audio": frontend.describe()}
-    bundle = AvatarModel(mc, pc, info, kind="teacher")
-    bundle.dit.load_state_dict(model.state_dict())
-    bundle.projector.load_state_dict(projector.state_dict())
-    bundle.save_pretrained(teacher)
-    return {"root": root, "corpus": corpus, "split": split, "teacher": teacher, "features": root / "features"}
+    """A 3-clip corpus, a random tiny VAE and a random small x0 teacher run folder (mel audio)."""
+    return build_teacher_setup(tmp_path_factory.mktemp("adversarial"), num_layers=3)
 
 
 def _cfg(s, out, **over) -> AdversarialConfig:

@@ -14,46 +14,18 @@ import torch
 from safetensors.torch import load_file
 
 from streamavatar.config import ModelConfig
-from streamavatar.data.synthetic import SynthConfig, build_corpus
-from streamavatar.models.avatar_model import AvatarModel
-from streamavatar.models.vae import VideoVAE, vae_preset
 from streamavatar.training.distill import DistillConfig
 from streamavatar.training.ode_init import train_ode
 from streamavatar.training.sid_train import train_sid
 from streamavatar.training.state import load_checkpoint
-from streamavatar.training.teacher import build_projector
-from tests.models.dit_helpers import make_model, small_dit_config
 from tests.training.kill_helpers import kill_9_then_resume, log_steps
-
-PRESET = "test-small"
+from tests.training.teacher_setup import PRESET, build_teacher_setup
 
 
 @pytest.fixture(scope="module")
 def setup(tmp_path_factory):
     """A 3-clip corpus, a random tiny VAE and a random small x0 teacher run folder (mel audio)."""
-    from streamavatar.audio import AudioConfig, AudioFrontend
-    from streamavatar.models.random_weights import randomize_
-
-    root = tmp_path_factory.mktemp("distill")
-    corpus = root / "corpus"
-    build_corpus(corpus, SynthConfig(clips=3, seconds=2.5, seed=5, clips_per_identity=1, workers=1), progress=False)
-    split = next(s for s in ("train", "val", "test") if (corpus / f"{s}.txt").read_text().strip())
-    torch.manual_seed(0)
-    vae_dir = root / "vae"
-    VideoVAE(vae_preset("tiny")).save_pretrained(vae_dir)
-    mc = ModelConfig(name=PRESET, dit=small_dit_config(prediction="x0", latent_channels=16))
-    model = make_model(mc.dit, seed=1)
-    frontend = AudioFrontend(AudioConfig(backend="mel"))
-    projector, pc = build_projector(mc, frontend)
-    randomize_(projector, seed=2)
-    teacher = root / "teacher"
-    info = {"train": {"vae": str(vae_dir), "audio_backend": "mel", "frames": 9, "prediction": "x0",
-                      "feature_cache": None}, "audio": frontend.describe()}
-    bundle = AvatarModel(mc, pc, info, kind="teacher")
-    bundle.dit.load_state_dict(model.state_dict())
-    bundle.projector.load_state_dict(projector.state_dict())
-    bundle.save_pretrained(teacher)
-    return {"root": root, "corpus": corpus, "split": split, "teacher": teacher, "features": root / "features"}
+    return build_teacher_setup(tmp_path_factory.mktemp("distill"))
 
 
 def _cfg(s, out, **over) -> DistillConfig:
@@ -126,7 +98,6 @@ def test_cli_ablation_flag_reaches_the_exported_student(setup, tmp_path):
     stream = json.loads((out / "student.json").read_text())["model"]["stream"]
     assert stream["reference_sink"] is sink and stream["rapr"] is rapr
     # the exported folder streams like the engine will run it
-    from streamavatar.config import ModelConfig
     from streamavatar.diffusion.chunk_sampler import ChunkSampler
     from streamavatar.training.distill import load_run
 
