@@ -148,7 +148,7 @@ def seam_l1(recon: torch.Tensor, target: torch.Tensor, grid: int) -> torch.Tenso
         idx = torch.arange(grid - 1, dr.shape[dim], grid, device=dr.device)
         if idx.numel():
             losses.append((dr.index_select(dim, idx) - dt.index_select(dim, idx)).abs().mean())
-    return sum(losses) / max(len(losses), 1) if losses else r.new_zeros(())
+    return sum(losses) / len(losses) if losses else r.new_zeros(())
 
 
 def kl_loss(mu: torch.Tensor, logvar: torch.Tensor) -> torch.Tensor:
