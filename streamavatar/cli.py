@@ -31,7 +31,7 @@ COMMAND_MODULES: tuple[str, ...] = (
     "streamavatar.training.judges_cli",
     "streamavatar.integrations.livekit_cli",
     "streamavatar.eval.real_cli",
-    "streamavatar.training.sync_real",
+    "streamavatar.training.sync_real_cli",
 )
 
 GROUP_HELP = {

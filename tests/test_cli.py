@@ -53,3 +53,13 @@ def test_bad_input_is_one_line_exit_2():
         assert r.returncode == 2, (args, r.stderr)
         assert "Traceback" not in r.stderr
         assert len(r.stderr.strip().splitlines()) == 1, r.stderr
+
+
+def test_parser_builds_without_the_training_stack():
+    """Every `python -m streamavatar` call builds the whole parser first; it must not load torch (≈1.5 s) or
+    the other heavy packages, so help, usage errors and the start of every command stay fast."""
+    code = ("import sys; from streamavatar.cli import build_parser; build_parser(); "
+            "print(sorted(m for m in ('torch', 'numpy', 'scipy', 'av', 'safetensors', 'cv2') if m in sys.modules))")
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.strip() == "[]", r.stdout

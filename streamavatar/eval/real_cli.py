@@ -1,5 +1,5 @@
 """``streamavatar eval real-sync``: lip sync of a video of a real face (``[real]`` extra); ``eval train-sync-real``
-lives in :mod:`streamavatar.training.sync_real` (eval never imports training code)."""
+lives in :mod:`streamavatar.training.sync_real_cli` (eval never imports training code)."""
 
 from __future__ import annotations
 

@@ -13,8 +13,6 @@ import json
 import os
 import platform
 
-import torch
-
 from streamavatar.errors import UserInputError
 
 
@@ -70,6 +68,8 @@ def _self_check(recheck: bool, model: str) -> dict:
 
 def report(*, recheck: bool = False, model: str = "default") -> dict:
     """Everything ``doctor`` prints, as one dict."""
+    import torch
+
     from streamavatar import __version__
     from streamavatar.streaming.numerics_check import cpu_description, onednn_version
 

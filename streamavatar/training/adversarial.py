@@ -25,8 +25,7 @@ from collections.abc import Callable
 import torch
 import torch.nn.functional as F
 
-#: Perturbation scale of the finite-difference R1/R2 (Self-Forcing's GAN setting, paper.md §9.1).
-R1_SIGMA = 0.01
+from streamavatar.training.configs import R1_SIGMA
 
 
 def relativistic_d_loss(d_real: torch.Tensor, d_fake: torch.Tensor) -> torch.Tensor:

@@ -24,7 +24,7 @@ def _train(args: argparse.Namespace) -> int:
 def register(tree) -> None:
     p = tree.subcommand("train", "adversarial",
                         "Stage 2: refine a distilled student against the consistency-aware discriminator", _train)
-    from streamavatar.training.adversarial_train import AdversarialConfig
+    from streamavatar.training.configs import AdversarialConfig
 
     add_config_flags(p, AdversarialConfig, ADVERSARIAL_FLAGS)
     p.add_argument("--plain-discriminator", action="store_true",

@@ -31,21 +31,22 @@ from __future__ import annotations
 
 import copy
 import time
-from dataclasses import asdict, dataclass, replace
+from dataclasses import asdict, replace
 from pathlib import Path
 
 import torch
 
-from streamavatar.config import DEFAULT_PRESET, ModelConfig
+from streamavatar.config import ModelConfig
 from streamavatar.diffusion.flow import reference_input
 from streamavatar.errors import UserInputError
 from streamavatar.models.discriminator import ConsistencyAwareDiscriminator, DiscriminatorConfig
 from streamavatar.training.adversarial import (
-    R1_SIGMA,
     finite_difference_penalty,
     relativistic_d_loss,
     relativistic_g_loss,
 )
+from streamavatar.training.configs import ADVERSARIAL_PHASE as PHASE
+from streamavatar.training.configs import AdversarialConfig
 from streamavatar.training.distill import (
     StudentObjective,
     check_teacher,
@@ -58,78 +59,6 @@ from streamavatar.training.self_forcing import check_rollout_length, random_exit
 from streamavatar.training.sid import critic_sigma, noised
 from streamavatar.training.sid_train import SID_BETAS, SiDModels, fake_step, sid_clip_loss
 from streamavatar.training.trainer import Trainer, TrainerConfig, finite, open_checkpoint
-
-PHASE = "adversarial"
-#: Rollout length of Stage 2: two chunks past the first eviction of the default cache (chunk 4).
-DEFAULT_ROLLOUT_CHUNKS = 6
-
-
-@dataclass
-class AdversarialConfig:
-    """Everything a Stage 2 run depends on (saved with the run; ``--resume`` reuses it)."""
-
-    student: str
-    teacher: str
-    data: str
-    out: str
-    phase: str = PHASE
-    preset: str = DEFAULT_PRESET
-    #: The ablation's plain discriminator (local realism head only) instead of D_CA.
-    plain_discriminator: bool = False
-    rollout_chunks: int = DEFAULT_ROLLOUT_CHUNKS
-    # --- optimisation (paper §6: 1.4k steps, batch 32, lr 5e-6) ---
-    batch: int = 32
-    lr: float = 5e-6
-    d_lr: float = 5e-6
-    ema: float = 0.99
-    grad_clip: float = 1.0
-    steps: int = 1400
-    max_minutes: float = 60.0
-    checkpoint_every: int = 25
-    checkpoint_minutes: float = 5.0
-    seed: int = 0
-    # --- adversarial loss (weights: ours, the paper does not give them) ---
-    global_weight: float = 1.0
-    r1_weight: float = 0.1
-    r2_weight: float = 0.1
-    r_sigma: float = R1_SIGMA
-    critic_sigma_min: float = 0.02
-    critic_sigma_max: float = 0.98
-    critic_sigma_shift: float = 1.0
-    # --- optional SiD term (Stage 1's objective kept with this weight) ---
-    sid_weight: float = 0.0
-    fake_updates: int = 1
-    fake_lr: float = 5e-6
-    sid_alpha: float = 1.0
-    sid_sigma_min: float = 0.02
-    sid_sigma_max: float = 0.98
-    sid_sigma_shift: float = 1.0
-    talk_scale: float = 3.0
-    listen_scale: float = 3.0
-    # --- data and device ---
-    feature_cache: str | None = None
-    split: str = "train"
-    device: str = "cpu"
-    autocast: str = "bf16"
-
-    def __post_init__(self) -> None:
-        if self.phase != PHASE:
-            raise UserInputError(f"not an adversarial run config (phase {self.phase!r})")
-        for name in ("batch", "steps", "checkpoint_every", "rollout_chunks", "fake_updates"):
-            if getattr(self, name) <= 0:
-                raise UserInputError(f"{name} must be a positive integer, got {getattr(self, name)}")
-        for name in ("lr", "d_lr", "fake_lr", "max_minutes", "checkpoint_minutes", "r_sigma",
-                     "critic_sigma_shift", "sid_sigma_shift"):
-            if not getattr(self, name) > 0:
-                raise UserInputError(f"{name} must be positive, got {getattr(self, name)}")
-        for name in ("global_weight", "r1_weight", "r2_weight", "sid_weight"):
-            if getattr(self, name) < 0:
-                raise UserInputError(f"{name} must be >= 0, got {getattr(self, name)}")
-        if not 0.0 <= self.ema < 1.0:
-            raise UserInputError(f"ema must be in [0, 1), got {self.ema}")
-        for lo, hi in ((self.critic_sigma_min, self.critic_sigma_max), (self.sid_sigma_min, self.sid_sigma_max)):
-            if not 0.0 < lo < hi <= 1.0:
-                raise UserInputError(f"critic σ range must satisfy 0 < min < max <= 1, got {lo}..{hi}")
 
 
 class AdversarialModels:

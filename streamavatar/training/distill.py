@@ -10,17 +10,18 @@ anything that loads a teacher folder loads a student folder the same way.
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, replace
+from dataclasses import asdict, replace
 from pathlib import Path
 
 import torch
 
 from streamavatar import constants as K
-from streamavatar.config import DEFAULT_PRESET, DEFAULT_VAE, PRESETS, ModelConfig, StreamConfig
+from streamavatar.config import DEFAULT_VAE, PRESETS, ModelConfig
 from streamavatar.errors import UserInputError
 from streamavatar.models.audio_projector import AudioProjectorConfig
 from streamavatar.models.avatar_model import DIT_PREFIX, PROJECTOR_PREFIX, AvatarModel, ModelFiles, find_model_files
 from streamavatar.models.widen import widen_model
+from streamavatar.training.configs import DistillConfig
 from streamavatar.training.trainer import (
     CHECKPOINT,
     LOG,
@@ -37,84 +38,10 @@ WEIGHTS = "student.safetensors"
 CONFIG = "student.json"
 TEACHER_WEIGHTS = "teacher.safetensors"
 TEACHER_CONFIG = "teacher.json"
-PHASES = ("ode", "sid")
 #: Keys of a teacher.json "train" section copied into student.json "train".
 TEACHER_TRAIN_KEYS = ("vae", "audio_backend", "frames", "prediction")
 
 
-@dataclass
-class DistillConfig:
-    """Everything a distillation run depends on (saved with the run; ``--resume`` reuses it)."""
-
-    teacher: str
-    data: str
-    out: str
-    phase: str = "ode"
-    #: A run folder (student.json or teacher.json) the student starts from; default the teacher itself.
-    init_from: str | None = None
-    preset: str = DEFAULT_PRESET
-    # --- streaming geometry of the student (ablation flags) ---
-    reference_sink: bool = True
-    rapr: bool = True
-    # --- optimisation ---
-    batch: int = 4
-    lr: float = 5e-5
-    weight_decay: float = 0.0
-    ema: float = 0.99
-    grad_clip: float = 1.0
-    steps: int = 100_000
-    max_minutes: float = 60.0
-    checkpoint_every: int = 25
-    seed: int = 0
-    # --- teacher sampling (ODE trajectories and the SiD teacher score) ---
-    teacher_steps: int = 40
-    teacher_shift: float = 3.0
-    talk_scale: float = 3.0
-    listen_scale: float = 1.0
-    # --- ODE initialisation ---
-    pairs: int = 64
-    pair_batch: int = 4
-    trajectories: str | None = None
-    # --- SiD ---
-    rollout_chunks: int = 4
-    fake_updates: int = 5
-    fake_lr: float = 5e-5
-    sid_alpha: float = 1.0
-    sid_sigma_min: float = 0.02
-    sid_sigma_max: float = 0.98
-    #: Shift of the critic levels (generator loss and fake-score loss): 1 = uniform σ (the Stage 1 runs),
-    #: Self-Forcing uses 5 (``sid.SELF_FORCING_CRITIC_SHIFT``).
-    sid_sigma_shift: float = 1.0
-    # --- data ---
-    feature_cache: str | None = None
-    split: str = "train"
-    # --- where the loop runs ---
-    device: str = "cpu"
-    autocast: str = "bf16"
-    #: ode: micro-batches per optimiser step (``batch`` is the global batch; docs/distributed.md).
-    grad_accum: int = 1
-    #: ode: recompute the student's DiT blocks in the backward pass.
-    activation_checkpointing: bool = False
-
-    def __post_init__(self) -> None:
-        if self.phase not in PHASES:
-            raise UserInputError(f"phase must be one of {list(PHASES)}, got {self.phase!r}")
-        for name in ("batch", "steps", "checkpoint_every", "teacher_steps", "pairs", "pair_batch",
-                     "rollout_chunks", "fake_updates"):
-            if getattr(self, name) <= 0:
-                raise UserInputError(f"{name} must be a positive integer, got {getattr(self, name)}")
-        for name in ("lr", "fake_lr", "teacher_shift", "max_minutes", "sid_sigma_shift"):
-            if not getattr(self, name) > 0:
-                raise UserInputError(f"{name} must be positive, got {getattr(self, name)}")
-        if not 0.0 <= self.ema < 1.0:
-            raise UserInputError(f"ema must be in [0, 1), got {self.ema}")
-        if not 0.0 < self.sid_sigma_min < self.sid_sigma_max <= 1.0:
-            raise UserInputError(f"SiD σ range must satisfy 0 < min < max <= 1, got "
-                                 f"{self.sid_sigma_min}..{self.sid_sigma_max}")
-
-    def stream(self, base: StreamConfig) -> StreamConfig:
-        """The student's streaming geometry: the teacher's, with the ablation flags of this run."""
-        return replace(base, reference_sink=self.reference_sink, rapr=self.rapr)
 
 
 # --- run folders ------------------------------------------------------------------------------------------

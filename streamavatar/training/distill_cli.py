@@ -37,7 +37,7 @@ def _train(args: argparse.Namespace) -> int:
 def register(tree) -> None:
     p = tree.subcommand("train", "distill",
                         "distil the teacher into the 3-step streaming student (ODE init, then SiD)", _train)
-    from streamavatar.training.distill import DistillConfig
+    from streamavatar.training.configs import DistillConfig
 
     add_config_flags(p, DistillConfig, DISTILL_FLAGS)
     p.add_argument("--resume", action="store_true", help="continue the run in --out from its last checkpoint")

@@ -10,19 +10,19 @@ prediction, and EMA weights for evaluation.
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, replace
+from dataclasses import asdict, replace
 from pathlib import Path
 
 import torch
 from torch.utils.data import DataLoader
 
-from streamavatar import constants as K
-from streamavatar.config import DEFAULT_PRESET, DEFAULT_VAE, PRESETS, ModelConfig, model_preset
+from streamavatar.config import PRESETS, ModelConfig, model_preset
 from streamavatar.diffusion.flow import reference_input, shift_sigma
 from streamavatar.errors import UserInputError
 from streamavatar.models.avatar_model import DIT_PREFIX, PROJECTOR_PREFIX, AvatarModel
 from streamavatar.models.dit import AvatarDiT
 from streamavatar.models.widen import widen_model
+from streamavatar.training.configs import TeacherTrainConfig
 from streamavatar.training.distributed import GlobalBatches, RankBatches, dist_env, resuming
 from streamavatar.training.trainer import CHECKPOINT, LOG, Objective, Trainer, finite, open_checkpoint, trainer_config
 
@@ -32,58 +32,6 @@ WEIGHTS = "teacher.safetensors"
 CONFIG = "teacher.json"
 #: AdamW betas of the teacher and the ODE phase.
 ADAM_BETAS = (0.9, 0.99)
-
-
-@dataclass
-class TeacherTrainConfig:
-    """Everything a teacher run depends on (saved with the run; ``--resume`` reuses it)."""
-
-    data: str
-    out: str
-    preset: str = DEFAULT_PRESET
-    prediction: str = "x0"
-    frames: int = 9
-    batch: int = 8
-    lr: float = 2e-4
-    weight_decay: float = 0.01
-    ema: float = 0.995
-    grad_clip: float = 1.0
-    steps: int = 100_000
-    max_minutes: float = 60.0
-    checkpoint_every: int = 100
-    drop_talk: float = 0.1
-    drop_listen: float = 0.1
-    drop_reference: float = 0.05
-    mouth_weight: float = 8.0
-    #: Extra loss weight on latent frames during ground-truth listening nods (the listening-motion lever).
-    nod_weight: float = 0.0
-    train_shift: float = 1.0
-    seed: int = 0
-    vae: str = DEFAULT_VAE
-    audio_backend: str = K.DEFAULT_AUDIO_BACKEND
-    feature_cache: str | None = None
-    workers: int = 0
-    split: str = "train"
-    #: Start from the exported weights of an earlier run (a folder with teacher.safetensors), fresh optimiser.
-    init_from: str | None = None
-    #: Where the loop runs and its mixed precision (``bf16`` | ``fp16`` | ``fp32``).
-    device: str = "cpu"
-    autocast: str = "bf16"
-    #: Micro-batches per optimiser step (``batch`` is the global batch of a step, split over ranks and these).
-    grad_accum: int = 1
-    #: Recompute the DiT blocks in the backward pass (less activation memory, about a third more compute).
-    activation_checkpointing: bool = False
-
-    def __post_init__(self) -> None:
-        for name in ("drop_talk", "drop_listen", "drop_reference"):
-            if not 0.0 <= getattr(self, name) < 1.0:
-                raise UserInputError(f"{name} must be in [0, 1), got {getattr(self, name)}")
-        if self.mouth_weight < 0 or self.nod_weight < 0:
-            raise UserInputError(f"loss weights must be >= 0, got mouth {self.mouth_weight}, nod {self.nod_weight}")
-        if self.batch <= 0 or self.lr <= 0 or self.steps <= 0:
-            raise UserInputError("batch, lr and steps must be positive")
-        if self.prediction not in ("x0", "velocity"):
-            raise UserInputError(f"prediction must be 'x0' or 'velocity', got {self.prediction!r}")
 
 
 def teacher_model_config(cfg: TeacherTrainConfig) -> ModelConfig:

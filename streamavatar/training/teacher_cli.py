@@ -69,7 +69,7 @@ def _sample(args: argparse.Namespace) -> int:
 
 def register(tree) -> None:
     p = tree.subcommand("train", "teacher", "train the bidirectional audio-driven teacher (flow matching)", _train)
-    from streamavatar.training.teacher import TeacherTrainConfig
+    from streamavatar.training.configs import TeacherTrainConfig
 
     add_config_flags(p, TeacherTrainConfig, TEACHER_FLAGS)
     p.add_argument("--activation-checkpointing", action="store_true",

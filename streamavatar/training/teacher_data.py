@@ -144,15 +144,23 @@ def build_feature_cache(data: str | Path, split: str, vae, frontend, cache_dir: 
     return out
 
 
+#: Radius of the teacher's mouth-loss bump as a fraction of the frame width: 8 px at 128x128, where the wave-1
+#: recipe was tuned; it scales with the frame so a 256x256 face gets the same bump relative to its mouth.
+MOUTH_BUMP_RADIUS_FRACTION = 8.0 / 128.0
+
+
 def mouth_weight_map(mouth_xy: torch.Tensor, latent_hw: tuple[int, int], stride: int, amplitude: float,
-                     radius_px: float = 8.0) -> torch.Tensor:
+                     radius_px: float | None = None) -> torch.Tensor:
     """Loss weights ``[F, h, w]`` = 1 + amplitude · Gaussian bump at each latent frame's mean mouth centre.
 
-    ``mouth_xy`` is ``[F, 4, 2]``: the mouth centre of the 4 video frames each latent frame covers."""
+    ``mouth_xy`` is ``[F, 4, 2]``: the mouth centre of the 4 video frames each latent frame covers. The bump's
+    radius defaults to :data:`MOUTH_BUMP_RADIUS_FRACTION` of the frame width (``w * stride`` pixels)."""
     h, w = latent_hw
     centre = mouth_xy.mean(dim=1) / stride - 0.5  # latent-cell coordinates of the cell centres
     ys = torch.arange(h, dtype=torch.float32)[None, :, None]
     xs = torch.arange(w, dtype=torch.float32)[None, None, :]
+    if radius_px is None:
+        radius_px = MOUTH_BUMP_RADIUS_FRACTION * w * stride
     r = radius_px / stride
     d2 = (xs - centre[:, 0, None, None]) ** 2 + (ys - centre[:, 1, None, None]) ** 2
     return 1 + amplitude * torch.exp(-d2 / (2 * r * r))

@@ -12,21 +12,20 @@ from __future__ import annotations
 
 import csv
 import math
-from dataclasses import asdict, dataclass
+from dataclasses import asdict
 from pathlib import Path
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 
-from streamavatar import constants as K
-from streamavatar.config import DEFAULT_VAE
 from streamavatar.errors import UserInputError
 from streamavatar.eval.image_metrics import psnr, ssim_map
 from streamavatar.eval.vae_eval import evaluate_clips
 from streamavatar.models.patch_discriminator import PatchDiscriminator
 from streamavatar.models.tiny_vae import patch_pca_
-from streamavatar.models.vae import VideoVAE, trainable_preset, vae_preset
+from streamavatar.models.vae import VideoVAE, vae_preset
+from streamavatar.training.configs import VAETrainConfig
 from streamavatar.training.trainer import CHECKPOINT, Objective, Trainer, TrainerConfig, autocast, open_checkpoint
 from streamavatar.training.vae_data import ClipBank, read_video_frames, split_videos
 
@@ -35,79 +34,7 @@ VAE_BETAS = (0.9, 0.99)
 DISC_BETAS = (0.5, 0.9)
 
 
-@dataclass
-class VAETrainConfig:
-    """Settings of one VAE training run (saved in the checkpoint)."""
 
-    data: str
-    out: str
-    preset: str = DEFAULT_VAE
-    batch: int = 4
-    frames: int = 9
-    #: Side of the random square crops trained on (0 = full frames).
-    crop: int = 64
-    lr: float = 1e-3
-    warmup_steps: int = 100
-    minutes: float = 45.0
-    max_steps: int = 0
-    ckpt_minutes: float = 3.0
-    eval_minutes: float = 5.0
-    eval_clips: int = 4
-    eval_frames: int = 49
-    w_l1: float = 1.0
-    w_grad: float = 0.5
-    w_ssim: float = 0.2
-    w_kl: float = 1e-6
-    gan_weight: float = 0.0
-    gan_start: int = 1000
-    seed: int = 0
-    max_bytes: float = 1.5e9
-    log_every: int = 10
-    #: Start from these trained weights instead of scratch: a bundled preset name (``"tiny48"``) or a VAE directory.
-    init_from: str | None = None
-    #: Train the decoder only: the encoder (and so every latent a DiT was trained on) stays fixed.
-    decoder_only: bool = False
-    #: Extra L1 weight on a Gaussian bump (``mouth_radius`` px) around each frame's annotated mouth centre.
-    mouth_weight: float = 0.0
-    mouth_radius: float = 6.0
-    #: Fraction of training crops placed over the mouth (corpus clips carry the mouth annotation).
-    mouth_fraction: float = 0.0
-    #: Decoder robustness to the DiT's latent errors (#22): Gaussian noise of standard deviation drawn uniformly
-    #: in ``[0, latent_noise]`` per clip, in units of each channel's latent std, added to the latents the
-    #: decoder sees (the frames it must produce stay the true ones). Needs ``decoder_only``.
-    latent_noise: float = 0.0
-    #: L1 weight on the neighbour differences across the VAE's patch-grid lines (recon against truth): a direct
-    #: penalty on the block grid that the blockiness measure counts (``eval/blockiness.py``).
-    seam_weight: float = 0.0
-
-    def validate(self) -> None:
-        if not trainable_preset(self.preset):
-            raise UserInputError(f"only the tiny VAE is trained here; Wan VAEs load from checkpoints "
-                                 f"(got --preset {self.preset})")
-        if self.frames < 5 or (self.frames - 1) % K.VAE_TEMPORAL_STRIDE:
-            raise UserInputError(f"--frames must be 1 + 4k with k >= 1 (5, 9, 13, ...), got {self.frames}")
-        for name in ("batch", "minutes", "ckpt_minutes", "eval_minutes", "lr"):
-            v = getattr(self, name)
-            if not (isinstance(v, (int, float)) and math.isfinite(v) and v > 0):
-                raise UserInputError(f"--{name.replace('_', '-')} must be a positive number, got {v}")
-        stride = vae_preset(self.preset).spatial_stride
-        if self.crop < 0 or self.crop % stride:
-            raise UserInputError(f"--crop must be 0 (full frames) or a multiple of {stride} (the {self.preset} "
-                                 f"stride), got {self.crop}")
-        if self.max_steps < 0 or self.eval_clips < 1:
-            raise UserInputError("--max-steps must be >= 0 and --eval-clips >= 1")
-        if self.decoder_only and self.init_from is None:
-            raise UserInputError("--decoder-only needs --init-from (the trained encoder to keep)")
-        if not (math.isfinite(self.latent_noise) and self.latent_noise >= 0):
-            raise UserInputError(f"--latent-noise must be a number >= 0, got {self.latent_noise}")
-        if not (math.isfinite(self.seam_weight) and self.seam_weight >= 0):
-            raise UserInputError(f"--seam-weight must be a number >= 0, got {self.seam_weight}")
-        if self.latent_noise > 0 and not self.decoder_only:
-            raise UserInputError("--latent-noise needs --decoder-only (noise is scaled by the fixed latent "
-                                 "statistics of the --init-from encoder)")
-        if not (self.mouth_weight >= 0 and self.mouth_radius > 0 and 0 <= self.mouth_fraction <= 1):
-            raise UserInputError(f"--mouth-weight must be >= 0, --mouth-radius > 0 and --mouth-fraction in [0, 1]; "
-                                 f"got {self.mouth_weight}, {self.mouth_radius}, {self.mouth_fraction}")
 
 
 def mouth_weight_map(mouths: torch.Tensor, height: int, width: int, radius: float) -> torch.Tensor:

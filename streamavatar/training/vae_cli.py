@@ -97,7 +97,7 @@ VAE_FLAGS: dict[str, dict] = {
 
 def register(tree) -> None:
     p = tree.subcommand("train", "vae", "train the tiny causal video VAE on a clip corpus (resumable)", _train)
-    from streamavatar.training.vae import VAETrainConfig
+    from streamavatar.training.configs import VAETrainConfig
 
     add_config_flags(p, VAETrainConfig, VAE_FLAGS)
     p.add_argument("--resume", action="store_true", help="continue the run in --out from its last checkpoint")

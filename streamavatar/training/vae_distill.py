@@ -14,7 +14,7 @@ the Wan encoder (or the DiT), the exported VAE is for decoding.
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass
+from dataclasses import asdict
 from pathlib import Path
 
 import numpy as np
@@ -25,52 +25,10 @@ from streamavatar.errors import UserInputError
 from streamavatar.eval.image_metrics import psnr
 from streamavatar.models.tiny_vae import TinyVAEConfig
 from streamavatar.models.vae import VAEConfig, VideoVAE, load_vae
+from streamavatar.training.configs import VAEDistillConfig
 from streamavatar.training.trainer import CHECKPOINT, Objective, Trainer, TrainerConfig, open_checkpoint
 from streamavatar.training.vae import VAE_BETAS, reconstruction_losses
 from streamavatar.training.vae_data import ClipBank, split_videos
-
-#: What the student decoder is trained to output.
-TARGETS = ("teacher", "frames")
-
-
-@dataclass
-class VAEDistillConfig:
-    """Settings of one decoder-distillation run (saved in the checkpoint)."""
-
-    data: str
-    out: str
-    #: The Wan VAE whose latent space is decoded: a VAE directory or an original Wan checkpoint file.
-    distill_from: str
-    #: For an original checkpoint file: ``wan2.1`` or ``wan2.2`` (a directory says itself).
-    teacher_preset: str | None = None
-    target: str = "teacher"
-    batch: int = 4
-    frames: int = 9
-    crop: int = 64
-    lr: float = 1e-3
-    minutes: float = 45.0
-    max_steps: int = 0
-    ckpt_minutes: float = 3.0
-    w_l1: float = 1.0
-    w_grad: float = 0.5
-    w_ssim: float = 0.2
-    seed: int = 0
-    max_bytes: float = 1.5e9
-    log_every: int = 10
-    device: str = "cpu"
-    autocast: str = "bf16"
-
-    def validate(self) -> None:
-        if self.target not in TARGETS:
-            raise UserInputError(f"--distill-target must be one of {list(TARGETS)}, got {self.target!r}")
-        if self.frames < 5 or (self.frames - 1) % K.VAE_TEMPORAL_STRIDE:
-            raise UserInputError(f"--frames must be 1 + 4k with k >= 1 (5, 9, 13, ...), got {self.frames}")
-        for name in ("batch", "minutes", "ckpt_minutes", "lr"):
-            v = getattr(self, name)
-            if not (isinstance(v, (int, float)) and math.isfinite(v) and v > 0):
-                raise UserInputError(f"--{name.replace('_', '-')} must be a positive number, got {v}")
-        if self.max_steps < 0 or self.crop < 0:
-            raise UserInputError("--max-steps and --crop must be >= 0")
 
 
 def student_config(teacher: VAEConfig) -> VAEConfig:

@@ -77,3 +77,17 @@ def test_cache_written_without_the_nod_track_gets_it_from_the_annotations(cached
 def test_negative_weights_are_refused(tmp_path):
     with pytest.raises(UserInputError, match="nod"):
         TeacherTrainConfig(data=str(tmp_path), out=str(tmp_path / "o"), nod_weight=-1.0)
+
+
+def test_mouth_bump_scales_with_the_frame():
+    """The mouth bump is a fixed fraction of the frame: a 256x256 frame through a stride-16 VAE (the same 16x16
+    latent grid as 128x128 through stride 8, the face twice as large in pixels) gets the same weights."""
+    from streamavatar.training.teacher_data import mouth_weight_map
+
+    mouth_128 = torch.tensor([[[60.0, 90.0]] * 4, [[66.0, 92.0]] * 4])  # [F=2, 4 video frames, xy]
+    w128 = mouth_weight_map(mouth_128, (16, 16), 8, 8.0)
+    w256 = mouth_weight_map(2 * mouth_128, (16, 16), 16, 8.0)
+    assert torch.allclose(w128, w256)
+    # at 128x128 the radius is the wave-1 recipe's 8 px; an explicit radius still wins
+    assert torch.allclose(w128, mouth_weight_map(mouth_128, (16, 16), 8, 8.0, radius_px=8.0))
+    assert not torch.allclose(w256, mouth_weight_map(2 * mouth_128, (16, 16), 16, 8.0, radius_px=8.0))
