@@ -22,6 +22,7 @@ from streamavatar.models.audio_projector import AudioProjectorConfig
 from streamavatar.models.avatar_model import DIT_PREFIX, PROJECTOR_PREFIX, AvatarModel, ModelFiles, find_model_files
 from streamavatar.models.widen import widen_model
 from streamavatar.training.configs import DistillConfig
+from streamavatar.training.teacher_sample import run_resolution
 from streamavatar.training.trainer import (
     CHECKPOINT,
     LOG,
@@ -166,7 +167,7 @@ def export_student(out: Path, model_shadow: dict, projector_shadow: dict, teache
     # reading a teacher folder's train section (e.g. which VAE decodes the latents) reads a student folder alike.
     inherited = {k: v for k, v in teacher_info.get("train", {}).items() if k in TEACHER_TRAIN_KEYS}
     info = {"kind": "student", "train": {**inherited, **asdict(cfg), "step": step}, "audio": teacher_info["audio"],
-            "teacher": str(Path(cfg.teacher).resolve())}
+            "teacher": str(Path(cfg.teacher).resolve()), "resolution": run_resolution(teacher_info)}
     bundle = AvatarModel(student_mc, AudioProjectorConfig(**teacher_info["projector"]), info, kind="student")
     state = {f"{DIT_PREFIX}{k}": v for k, v in model_shadow.items()}
     state.update({f"{PROJECTOR_PREFIX}{k}": v for k, v in projector_shadow.items()})

@@ -228,7 +228,9 @@ def train_teacher(cfg: TeacherTrainConfig, resume: bool = False, progress: bool 
         _, frontend, windows = load_training_inputs(cfg, cfg.split, progress and env.is_main)
     mc = teacher_model_config(cfg)
     pc = projector_config(mc, frontend)
-    bundle = AvatarModel(mc, pc, {"train": asdict(cfg), "audio": frontend.describe()}, kind="teacher")
+    # "resolution": the frame size the teacher learned; students inherit it and the engine runs at it
+    bundle = AvatarModel(mc, pc, {"train": asdict(cfg), "audio": frontend.describe(), "resolution": windows.resolution},
+                         kind="teacher")
     if state is None and cfg.init_from:
         init = AvatarModel.from_pretrained(cfg.init_from)
         init_model = init.dit

@@ -192,6 +192,14 @@ class TeacherWindows(Dataset):
         if not self.items:
             raise UserInputError(f"no clip is long enough for windows of 1 + {frames} latent frames")
 
+    @property
+    def resolution(self) -> int:
+        """Side in pixels of the square frames the clips were encoded from (latent side × VAE stride)."""
+        h, w = self.clips[0].latents.shape[-2:]
+        if h != w:
+            raise UserInputError(f"the corpus frames are not square ({h * self.vae_stride}x{w * self.vae_stride})")
+        return int(w) * self.vae_stride
+
     def __len__(self) -> int:
         return len(self.items)
 

@@ -7,6 +7,7 @@ windows are expected: smooth endless streams are the student's job.
 
 from __future__ import annotations
 
+import json
 import math
 from pathlib import Path
 
@@ -21,6 +22,9 @@ from streamavatar.diffusion.teacher_sampler import sample_teacher
 from streamavatar.errors import UserInputError
 from streamavatar.models.avatar_model import AvatarModel, find_model_files
 
+#: Frame side of every run written before runs recorded their resolution (the 128x128 corpora of wave 1).
+LEGACY_RESOLUTION = 128
+
 
 def load_teacher(run: str | Path, dtype: torch.dtype = torch.float32):
     """(model, projector, run config dict) of a teacher run folder (its exported EMA weights)."""
@@ -29,6 +33,21 @@ def load_teacher(run: str | Path, dtype: torch.dtype = torch.float32):
         raise UserInputError(f"{run} is not a teacher run (expected teacher.json and teacher.safetensors)")
     bundle = AvatarModel.from_files(files, dtype)
     return bundle.dit, bundle.projector, bundle.to_info()
+
+
+def run_resolution(info: dict) -> int:
+    """The frame side a teacher or student run was trained at: its ``resolution`` (written since the 256x256
+    runs), else the ``resolution`` of its training corpus's ``index.json``, else 128 (every earlier run)."""
+    if info.get("resolution"):
+        return int(info["resolution"])
+    data = info.get("train", {}).get("data")
+    index = Path(data) / "index.json" if data else None
+    if index is not None and index.is_file():
+        try:
+            return int(json.loads(index.read_text())["resolution"])
+        except (ValueError, KeyError, TypeError):
+            pass
+    return LEGACY_RESOLUTION
 
 
 def read_reference_image(path: str | Path, size: int) -> torch.Tensor:
@@ -64,14 +83,16 @@ def read_wav(path: str | Path) -> tuple[np.ndarray, int]:
 def sample_teacher_video(run: str | Path, image: str | Path, talk_audio: str | Path,
                          listen_audio: str | Path | None, out: str | Path, *, seconds: float | None = None,
                          steps: int = 40, talk_scale: float = 1.0, listen_scale: float = 1.0, seed: int = 0,
-                         resolution: int = 128) -> Path:
-    """Generate an mp4 (video + the talk audio) from a teacher run."""
+                         resolution: int | None = None) -> Path:
+    """Generate an mp4 (video + the talk audio) from a teacher run, at ``resolution`` (default: the run's,
+    :func:`run_resolution`)."""
     from streamavatar.audio import AudioConfig, AudioFrontend
     from streamavatar.data.video_io import write_mp4
     from streamavatar.models.vae import load_vae
 
     model, projector, info = load_teacher(run)
     train = info["train"]
+    resolution = resolution or run_resolution(info)
     vae = load_vae(train["vae"])
     frontend = AudioFrontend(AudioConfig(backend=train["audio_backend"]))
     talk, sr = read_wav(talk_audio)

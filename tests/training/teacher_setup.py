@@ -15,6 +15,8 @@ from tests.models.dit_helpers import make_model, small_dit_config
 
 #: The name the teacher folder records as its preset (not a registered preset: runs pass it through).
 PRESET = "test-small"
+#: The frame size the random teacher records (students must inherit it).
+TEACHER_RESOLUTION = 96
 
 
 def build_teacher_setup(root: Path, **dit_over) -> dict:
@@ -35,7 +37,9 @@ def build_teacher_setup(root: Path, **dit_over) -> dict:
     randomize_(projector, seed=2)
     teacher = root / "teacher"
     info = {"train": {"vae": str(vae_dir), "audio_backend": "mel", "frames": 9, "prediction": "x0",
-                      "feature_cache": None}, "audio": frontend.describe()}
+                      "feature_cache": None}, "audio": frontend.describe(),
+            # not the corpus's 128 nor the legacy default: shows that students inherit what the teacher records
+            "resolution": TEACHER_RESOLUTION}
     bundle = AvatarModel(mc, pc, info, kind="teacher")
     bundle.dit.load_state_dict(model.state_dict())
     bundle.projector.load_state_dict(projector.state_dict())

@@ -50,7 +50,7 @@ def test_ode_run_exports_a_student_folder_and_resume_continues_the_step_counter(
     teacher_info = json.loads((setup["teacher"] / "teacher.json").read_text())
     info = json.loads((out / "student.json").read_text())
     assert info["kind"] == "student" and info["train"]["phase"] == "ode" and info["train"]["step"] == 3
-    for key in ("model", "projector", "audio"):
+    for key in ("model", "projector", "audio", "resolution"):
         assert info[key] == teacher_info[key]
     assert info["train"]["vae"] == teacher_info["train"]["vae"]
     assert Path(info["teacher"]) == setup["teacher"].resolve()

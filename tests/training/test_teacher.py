@@ -77,6 +77,7 @@ def test_kill_9_then_resume_continues_from_the_checkpoint(corpus_and_vae, tmp_pa
     kill_9_then_resume(common, out, timeout=240)
     info = json.loads((out / "teacher.json").read_text())
     assert info["train"]["preset"] == "tiny" and (out / "teacher.safetensors").is_file()
+    assert info["resolution"] == json.loads((corpus / "index.json").read_text())["resolution"]
     # a second run into the same folder without --resume is refused
     r = subprocess.run([sys.executable, "-m", "streamavatar", *common, "--steps", "1"], capture_output=True,
                        text=True, timeout=120)
@@ -121,3 +122,16 @@ def test_init_from_a_tiny_run_widens_into_tiny48(corpus_and_vae, tmp_path):
     hw_a, hw_b = a["dit.head.head.weight"].float(), b["dit.head.head.weight"].float()
     assert torch.allclose(hw_b[:16], hw_a[:16], atol=1e-2) and hw_b[16:48].abs().max() < 1e-3
     assert json.loads((tmp_path / "b" / "teacher.json").read_text())["train"]["preset"] == "tiny48"
+
+
+def test_run_resolution_reads_the_run_then_its_corpus_then_the_legacy_size(tmp_path):
+    from streamavatar.training.teacher_sample import LEGACY_RESOLUTION, run_resolution
+
+    corpus = tmp_path / "corpus"
+    corpus.mkdir()
+    (corpus / "index.json").write_text(json.dumps({"resolution": 256}))
+    assert run_resolution({"resolution": 192, "train": {"data": str(corpus)}}) == 192
+    assert run_resolution({"train": {"data": str(corpus)}}) == 256  # runs written before "resolution" existed
+    assert run_resolution({"train": {"data": str(tmp_path / "gone")}}) == LEGACY_RESOLUTION == 128
+    assert run_resolution({"train": {}}) == 128
+
