@@ -1,6 +1,6 @@
 """The engine at 256x256 (stride-16 VAE) against today's default at 128x128, interleaved, in one run.
 
-    PYTHONPATH=. python benchmarks/bench_stream_256.py --vae VAE_DIR [--seconds 60] [--rounds 2] [--out F]
+    PYTHONPATH=. python benchmarks/bench_stream_256.py --vae VAE_DIR [--seconds 60] [--rounds 2] [--compile] [--out F]
 
 A trained 256x256 student does not exist yet, so the 256x256 side is a *speed stand-in* with the exact
 architecture it will have: the shipped student's DiT widened to the ``tiny64s16`` preset's 64 latent channels
@@ -53,6 +53,7 @@ def main() -> None:
     ap.add_argument("--vae", required=True, help="a tiny64s16 VAE directory")
     ap.add_argument("--seconds", type=float, default=60.0)
     ap.add_argument("--rounds", type=int, default=2)
+    ap.add_argument("--compile", action="store_true", help="torch.compile the DiT blocks (inductor), as bench stream")
     ap.add_argument("--out", default=None, help="also write the JSON here")
     args = ap.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
@@ -61,7 +62,8 @@ def main() -> None:
         runs: dict[str, list[dict]] = {k: [] for k in models}
         for _ in range(args.rounds):
             for name, spec in models.items():
-                runs[name].append(run_engine_benchmark(args.seconds, model=spec, progress=False))
+                runs[name].append(run_engine_benchmark(args.seconds, model=spec, progress=False,
+                                                         compile="inductor" if args.compile else None))
 
     def med(name: str, key: str) -> float:
         return statistics.median(r[key] for r in runs[name])
@@ -69,7 +71,8 @@ def main() -> None:
     def stage(name: str, key: str) -> float:
         return statistics.median(r["stage_ms_p50"].get(key, float("nan")) for r in runs[name])
 
-    out: dict = {"seconds": args.seconds, "rounds": args.rounds, "vae": args.vae}
+    out: dict = {"seconds": args.seconds, "rounds": args.rounds, "vae": args.vae,
+                 "compile": "inductor" if args.compile else None}
     for name in models:
         last = runs[name][-1]
         out[name] = {"rtf": med(name, "rtf"), "ffd_s": med(name, "ffd_s"), "resolution": last["resolution"],
