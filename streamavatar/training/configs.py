@@ -17,7 +17,7 @@ from streamavatar.errors import UserInputError
 
 __all__ = ["AdversarialConfig", "DistillConfig", "TeacherTrainConfig", "VAEDistillConfig", "VAETrainConfig"]
 
-#: Phases of ``train student``: the ODE initialisation and Self-Forcing-style SiD (Stage 1).
+#: Phases of ``train distill``: the ODE initialisation and Self-Forcing-style SiD (Stage 1).
 PHASES = ("ode", "sid")
 #: Phase name of a Stage 2 run.
 ADVERSARIAL_PHASE = "adversarial"
