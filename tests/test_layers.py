@@ -16,7 +16,7 @@ from pathlib import Path
 PACKAGE = Path(__file__).resolve().parent.parent / "streamavatar"
 #: Modules every layer may import.
 BASE = {"streamavatar.constants", "streamavatar.config", "streamavatar.errors", "streamavatar.atomic",
-        "streamavatar.reference_image"}
+        "streamavatar.reference_image", "streamavatar.hardware"}
 #: layer → the layers (sub-packages of streamavatar) its modules may import, besides BASE and itself.
 ALLOWED = {
     "models": set(),

@@ -40,7 +40,8 @@ def register(tree) -> None:
     p.add_argument("--model", default="default",
                    help="'default' (the bundled model: audio encoding + DiT + VAE decode), a model folder, or "
                         "'random-tiny' (the tiny preset's DiT alone with random weights)")
-    p.add_argument("--dtype", default="bf16", choices=("bf16", "fp32"), help="compute dtype (bf16 is fast on CPU)")
+    p.add_argument("--dtype", default="auto", choices=("auto", "bf16", "fp32"),
+                   help="compute dtype (default auto: bf16 where this machine computes it natively, else fp32)")
     p.add_argument("--resolution", type=int, default=None,
                    help="square resolution for --model random-tiny (default 128)")
     p.add_argument("--threads", type=positive_int("--threads"), default=None,

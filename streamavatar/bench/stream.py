@@ -23,6 +23,7 @@ from streamavatar.bench.flops import ChunkFlops, dit_chunk_flops, throughput
 from streamavatar.config import model_preset
 from streamavatar.diffusion.chunk_sampler import ChunkSampler
 from streamavatar.errors import UserInputError
+from streamavatar.hardware import resolve_dtype_name
 from streamavatar.models.dit import AvatarDiT
 from streamavatar.models.random_weights import randomize_
 
@@ -104,7 +105,7 @@ def bench_talk_loop() -> np.ndarray:
     return np.concatenate([load_pcm(pcm, sr), np.zeros(16000, np.float32)])
 
 
-def run_engine_benchmark(seconds: float, model: str = "default", dtype: str = "bf16", threads: int | None = None,
+def run_engine_benchmark(seconds: float, model: str = "default", dtype: str = "auto", threads: int | None = None,
                          overlap: bool = True, seed: int = 0, progress: bool = True, on_chunk=None,
                          compile: str | None = None) -> dict:
     """Stream ``seconds`` through the real engine and return the summary (see the module docstring).
@@ -179,13 +180,14 @@ def build_random_model(name: str, dtype: torch.dtype, seed: int = 0, compile: st
     return model, ChunkSampler(model, cfg.stream), cfg.vae_spatial_stride
 
 
-def run_stream_benchmark(seconds: float, model_name: str = "random-tiny", dtype: str = "bf16",
+def run_stream_benchmark(seconds: float, model_name: str = "random-tiny", dtype: str = "auto",
                          resolution: int = 128, seed: int = 0, progress: bool = True,
                          compile: str | None = None) -> StreamBenchResult:
     """Generate ``seconds`` of stream chunk by chunk and time every chunk (``compile``: see
     :func:`build_random_model`; a throwaway chunk compiles before the timed stream starts)."""
     if not math.isfinite(seconds) or seconds <= 0:
         raise UserInputError(f"--seconds must be a positive number, got {seconds}")
+    dtype = resolve_dtype_name(dtype)
     if dtype not in DTYPES:
         raise UserInputError(f"unknown dtype {dtype!r}; expected one of {sorted(DTYPES)}")
     model, sampler, stride = build_random_model(model_name, DTYPES[dtype], seed, compile)

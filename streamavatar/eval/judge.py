@@ -23,6 +23,7 @@ from torch.nn import functional as F
 
 from streamavatar.atomic import atomic_output, atomic_write_text
 from streamavatar.errors import UserInputError
+from streamavatar.hardware import cpu_has_native_bf16
 
 #: Regressed annotation keys, in output order (radians for angles; mouth values 0..1).
 REGRESSION_TARGETS: tuple[str, ...] = (
@@ -119,12 +120,14 @@ def frames_to_tensor(frames: np.ndarray, resolution: int) -> torch.Tensor:
 
 @torch.no_grad()
 def run_judge(model: Judge, frames: np.ndarray, batch: int = 64) -> JudgeOutput:
-    """Apply the judge to uint8 frames ``[N, H, W, 3]`` (bf16 autocast, batches of ``batch``)."""
+    """Apply the judge to uint8 frames ``[N, H, W, 3]`` (bf16 autocast where the CPU computes bf16 natively,
+    batches of ``batch``)."""
     model.eval()
+    native = cpu_has_native_bf16()
     outs: dict[str, list[np.ndarray]] = {"regress": [], "state": [], "features": [], "identity": []}
     for i in range(0, len(frames), batch):
         x = frames_to_tensor(frames[i:i + batch], model.cfg.resolution)
-        with torch.autocast("cpu", dtype=torch.bfloat16):
+        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=native):
             o = model(x)
         outs["regress"].append((o["regress"] * model.target_std + model.target_mean).numpy())
         outs["state"].append(torch.softmax(o["state"], -1).numpy())

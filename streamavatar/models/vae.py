@@ -23,6 +23,7 @@ from torch import nn
 from streamavatar import constants as K
 from streamavatar.config import DEFAULT_VAE
 from streamavatar.errors import UserInputError
+from streamavatar.hardware import fast_dtype_name
 from streamavatar.models.tiny_vae import TinyCausalVAE, TinyVAEConfig
 from streamavatar.models.wan_vae_keys import is_original_naming, original_to_diffusers
 
@@ -397,9 +398,12 @@ def bundled_vae_dir(preset: str = DEFAULT_VAE) -> Path:
 
 
 def load_vae(spec: str | Path = DEFAULT_VAE, preset: str | None = None,
-             dtype: torch.dtype = torch.bfloat16) -> VideoVAE:
+             dtype: torch.dtype | None = None) -> VideoVAE:
     """Load a VAE by spec: a tiny-family preset name (``"tiny48"`` = the bundled trained weights), a saved VAE
-    directory, or an original Wan checkpoint file (``preset`` = ``wan2.1`` | ``wan2.2``, default ``wan2.1``)."""
+    directory, or an original Wan checkpoint file (``preset`` = ``wan2.1`` | ``wan2.2``, default ``wan2.1``).
+    ``dtype`` None: bf16 where this CPU computes it natively, else fp32 (:mod:`streamavatar.hardware`)."""
+    if dtype is None:
+        dtype = torch.bfloat16 if fast_dtype_name("cpu") == "bf16" else torch.float32
     if trainable_preset(str(spec)):  # a bundled preset name, not a path
         folder = bundled_vae_dir(str(spec))
         if not (folder / CONFIG_FILE).is_file():

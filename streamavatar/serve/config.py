@@ -28,7 +28,7 @@ class ServeConfig:
     host: str = "127.0.0.1"
     port: int = 8000
     model: str = "default"
-    dtype: Literal["bf16", "fp32"] = "bf16"
+    dtype: Literal["auto", "bf16", "fp32"] = "auto"
     fake_size: int = 256
     max_sessions: int = 2
     api_key: str | None = None
@@ -82,8 +82,8 @@ class ServeConfig:
             raise UserInputError(f"log_interval_s must be >= 0 (0 = off), got {self.log_interval_s}")
         if not 0 <= self.lead_margin_s <= 10:
             raise UserInputError(f"lead_margin_s must be between 0 and 10 seconds, got {self.lead_margin_s}")
-        if self.dtype not in ("bf16", "fp32"):
-            raise UserInputError(f"dtype must be 'bf16' or 'fp32', got {self.dtype!r}")
+        if self.dtype not in ("auto", "bf16", "fp32"):
+            raise UserInputError(f"dtype must be 'auto', 'bf16' or 'fp32', got {self.dtype!r}")
         if self.interrupt_mode not in ("drop", "mute"):
             raise UserInputError(f"interrupt_mode must be 'drop' or 'mute', got {self.interrupt_mode!r}")
         if self.behind_policy not in ("hold", "drop"):
@@ -111,7 +111,8 @@ FIELD_HELP = {
     "host": "address to bind (default 127.0.0.1, loopback only)",
     "port": "TCP port",
     "model": "'default', a model directory, or 'fake' (deterministic test generator)",
-    "dtype": "compute dtype of the model, bf16 or fp32 (bf16 is checked against fp32 once per machine)",
+    "dtype": "compute dtype of the model: auto (bf16 where the machine computes it natively, else fp32), bf16 or "
+             "fp32 (bf16 on a CPU is checked against fp32 once per machine)",
     "fake_size": "frame side in pixels of the fake generator",
     "max_sessions": "concurrent sessions; more get HTTP 429",
     "api_key": "key required to create sessions and upload avatars (Authorization: Bearer KEY)",

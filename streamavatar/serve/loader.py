@@ -10,7 +10,7 @@ from streamavatar.errors import UserInputError
 from streamavatar.serve.generator import AvatarPipeline
 
 
-def load_generator(spec: str, fake_size: int = 256, dtype: str = "bf16") -> AvatarPipeline:
+def load_generator(spec: str, fake_size: int = 256, dtype: str = "auto") -> AvatarPipeline:
     """Load the model named by ``--model``: ``fake`` (the deterministic test double), ``default`` (the model
     bundled with the package) or a model folder, the last two through :func:`streamavatar.load`."""
     if spec == "fake":

@@ -20,7 +20,8 @@ def _engine_options(p: argparse.ArgumentParser, model: bool = True) -> None:
     p.add_argument("--seed", type=seed_int(), default=0, help="noise seed, 0 to 2**64-1 (same seed, same video)")
     p.add_argument("--threads", type=positive_int("--threads"), default=None,
                    help="torch threads per stage (default 1 on CPU: the DiT and the decode thread use a core each)")
-    p.add_argument("--dtype", default="bf16", choices=("bf16", "fp32"), help="compute dtype (default bf16)")
+    p.add_argument("--dtype", default="auto", choices=("auto", "bf16", "fp32"),
+                   help="compute dtype (default auto: bf16 where this machine computes it natively, else fp32)")
     p.add_argument("--dit-device", default="cpu", help="device of the DiT and audio encoder (e.g. cuda:0)")
     p.add_argument("--vae-device", default="cpu", help="device of the VAE decoder (e.g. cuda:1)")
     p.add_argument("--no-overlap", action="store_true",

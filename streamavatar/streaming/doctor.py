@@ -14,6 +14,7 @@ import os
 import platform
 
 from streamavatar.errors import UserInputError
+from streamavatar.hardware import cpu_has_native_bf16, resolve_dtype_name
 
 
 def _codecs() -> dict:
@@ -57,13 +58,17 @@ def _self_check(recheck: bool, model: str) -> dict:
     from streamavatar.streaming.numerics_check import cache_path
     from streamavatar.streaming.pipeline import load
 
-    pipe = load(model, warmup=False, numerics_check=True)
+    # Checked in bf16 even where ``auto`` picks fp32 (no bf16 instructions), for a user who forces --dtype bf16.
+    pipe = load(model, warmup=False, numerics_check=True, dtype="bf16")
     if recheck and pipe.numerics is not None and pipe.numerics.cached:
         cache_path(pipe.numerics.key).unlink(missing_ok=True)
-        pipe = load(model, warmup=False, numerics_check=True)
+        pipe = load(model, warmup=False, numerics_check=True, dtype="bf16")
     rep = pipe.numerics
-    return {"model": pipe.name, "dtype_in_use": str(pipe.dtype).removeprefix("torch."),
-            **(rep.to_dict() if rep else {"ok": None, "reason": "no CPU in bf16: nothing to check"})}
+    in_use = "bfloat16" if rep is not None and rep.ok and resolve_dtype_name("auto") == "bf16" else "float32"
+    if rep is None:
+        return {"model": pipe.name, "dtype_in_use": str(pipe.dtype).removeprefix("torch."), "ok": None,
+                "reason": "no CPU in bf16: nothing to check"}
+    return {"model": pipe.name, "dtype_in_use": in_use, **rep.to_dict()}
 
 
 def report(*, recheck: bool = False, model: str = "default") -> dict:
@@ -76,7 +81,8 @@ def report(*, recheck: bool = False, model: str = "default") -> dict:
     cpu = cpu_description()
     return {
         "streamavatar": __version__, "python": platform.python_version(), "platform": platform.platform(),
-        "cpu": {**cpu, "cores": os.cpu_count()},
+        "cpu": {**cpu, "cores": os.cpu_count(), "native_bf16": cpu_has_native_bf16(),
+                "default_dtype": resolve_dtype_name("auto")},
         "torch": {"version": torch.__version__, "onednn": onednn_version(),
                   "mkldnn_enabled": torch.backends.mkldnn.is_available(), "threads": torch.get_num_threads(),
                   "cuda": torch.cuda.is_available(),
@@ -89,7 +95,8 @@ def report(*, recheck: bool = False, model: str = "default") -> dict:
 def _print(r: dict) -> None:
     c, t, k, w, s, n = r["cpu"], r["torch"], r["codecs"], r["whisper"], r["speech"], r["bf16_self_check"]
     print(f"streamavatar {r['streamavatar']} · Python {r['python']} · {r['platform']}")
-    print(f"CPU        {c['model']} ({c['machine']}, {c['cores']} cores); flags: {' '.join(c['flags']) or '-'}")
+    print(f"CPU        {c['model']} ({c['machine']}, {c['cores']} cores); flags: {' '.join(c['flags']) or '-'}; "
+          f"bf16 instructions {'yes' if c['native_bf16'] else 'no'} -> default dtype {c['default_dtype']}")
     print(f"torch      {t['version']} · oneDNN {t['onednn'] or '-'} · {t['threads']} threads · CUDA "
           f"{', '.join(t['cuda_devices']) if t['cuda'] else 'no'}")
     print(f"video      PyAV {k['pyav']} (libavcodec {k['ffmpeg']}); H.264 (libx264) {'yes' if k['libx264'] else 'NO'}"
@@ -100,7 +107,8 @@ def _print(r: dict) -> None:
     if n.get("ok") is None:
         print(f"bf16 check {n['reason']}")
     else:
-        verdict = "OK, bf16 in use" if n["ok"] else "FAILED, the model runs in fp32"
+        verdict = ("FAILED, the model runs in fp32" if not n["ok"] else "OK, bf16 in use"
+                   if n["dtype_in_use"] == "bfloat16" else "OK (but fp32 is the default here: no bf16 instructions)")
         when = "cached verdict" if n["cached"] else "ran in {:.2f} s".format(n["seconds"])
         print(f"bf16 check {verdict} ({n['reason']}; {when})")
 

@@ -27,6 +27,7 @@ import torch
 
 from streamavatar.config import StreamConfig
 from streamavatar.diffusion.chunk_sampler import ChunkSampler
+from streamavatar.hardware import cpu_flags
 from streamavatar.models.dit import AvatarDiT
 from streamavatar.models.vae import VideoVAE
 
@@ -68,15 +69,13 @@ class NumericsReport:
 
 def cpu_description() -> dict:
     """The CPU model and the instruction-set flags that decide which bf16 kernels run."""
-    model, flags = platform.processor() or platform.machine(), set()
+    model, flags = platform.processor() or platform.machine(), cpu_flags()
     try:
         for line in Path("/proc/cpuinfo").read_text().splitlines():
             key, _, value = line.partition(":")
-            key = key.strip()
-            if key in ("model name", "Model") and model in ("", platform.machine(), platform.processor()):
+            if key.strip() in ("model name", "Model"):
                 model = value.strip()
-            elif key in ("flags", "Features") and not flags:
-                flags = set(value.split())
+                break
     except OSError:
         pass
     return {"model": model, "machine": platform.machine(), "flags": sorted(f for f in _CPU_FLAGS if f in flags)}

@@ -24,6 +24,7 @@ import torch
 
 from streamavatar import constants as K
 from streamavatar.errors import UserInputError
+from streamavatar.hardware import DTYPE_CHOICES, emulated_bf16_warning, resolve_dtype_name
 from streamavatar.streaming.model_folder import ModelFolder, resolve_model
 from streamavatar.streaming.numerics_check import NumericsReport, cached_check, check_enabled, file_fingerprint
 
@@ -54,7 +55,7 @@ class Pipeline:
     """A loaded streaming model. Satisfies the server's ``AvatarPipeline`` protocol (``name``, ``frame_size``,
     ``sample_rate``, ``session``)."""
 
-    def __init__(self, folder: ModelFolder, *, resolution: int | None = None, dtype: str = "bf16",
+    def __init__(self, folder: ModelFolder, *, resolution: int | None = None, dtype: str = "auto",
                  dit_device: str = "cpu", vae_device: str = "cpu", overlap: bool = True,
                  audio_dtype: str | None = None, numerics_check: bool | None = None,
                  compile: str | None = None) -> None:
@@ -64,13 +65,18 @@ class Pipeline:
         from streamavatar.models.avatar_model import AvatarModel
         from streamavatar.models.vae import load_vae
 
-        if dtype not in DTYPES:
-            raise UserInputError(f"unknown dtype {dtype!r}; expected one of {sorted(DTYPES)}")
+        if dtype not in DTYPE_CHOICES:
+            raise UserInputError(f"unknown dtype {dtype!r}; expected one of {list(DTYPE_CHOICES)}")
         t0 = time.perf_counter()
         self.folder = folder
         self.info = folder.info
-        self.dtype = DTYPES[dtype]
         self.dit_device, self.vae_device = _device(dit_device), _device(vae_device)
+        devices = (str(self.dit_device), str(self.vae_device))
+        #: What the caller asked for (``auto`` resolves per machine: :mod:`streamavatar.hardware`).
+        self.dtype_asked = dtype
+        if dtype == "bf16" and (warning := emulated_bf16_warning(*devices)):
+            sys.stderr.write(warning + "\n")
+        self.dtype = DTYPES[resolve_dtype_name(dtype, *devices)]
         self.overlap = overlap
         mc = ModelConfig.from_dict(folder.info["model"])
         self.model_config = mc
@@ -230,7 +236,7 @@ class Pipeline:
                        keep_latents=keep_latents)
 
 
-def load(spec: str = "default", *, resolution: int | None = None, dtype: str = "bf16", dit_device: str = "cpu",
+def load(spec: str = "default", *, resolution: int | None = None, dtype: str = "auto", dit_device: str = "cpu",
          vae_device: str = "cpu", threads: int | None = None, overlap: bool = True, warmup: bool = True,
          numerics_check: bool | None = None, compile: str | None = None) -> Pipeline:
     """Load a streaming model: ``"default"`` (bundled with the package) or a model folder (see
@@ -240,6 +246,8 @@ def load(spec: str = "default", *, resolution: int | None = None, dtype: str = "
     DiT and the decode thread then use one core each; left alone otherwise). ``overlap``: decode on a worker
     thread so that the DiT can work on the next chunk meanwhile (see :meth:`Session.submit`). ``warmup``: run
     one throwaway chunk before returning, so that a session's first-frame delay is not the one-off start cost.
+    ``dtype``: ``"auto"`` (bf16 on CUDA and on CPUs with bf16 instructions, fp32 on CPUs that would emulate it
+    tens of times slower), ``"bf16"`` or ``"fp32"``.
     ``numerics_check``: in bf16 on a CPU, compare the model with fp32 once per machine and fall back to fp32 if
     bf16 is wrong (:mod:`~streamavatar.streaming.numerics_check`; default on, ``$STREAMAVATAR_NUMERICS_CHECK=0``
     turns it off). ``compile``: a ``torch.compile`` backend (``"inductor"``, ``"aot_eager"``, …) for the DiT's

@@ -69,5 +69,7 @@ ADVERSARIAL_FLAGS: dict[str, dict] = {
     "feature_cache": {"help": "encoded-clip cache (default: the teacher's, else RUN/features)"},
     "split": {"choices": ("train", "val", "test")},
     "device": {"help": "where the training loop runs (e.g. cpu, cuda:0)"},
-    "autocast": {"choices": ("bf16", "fp16", "fp32"), "help": "mixed precision of the generator's forward passes"},
+    "autocast": {"choices": ("auto", "bf16", "fp16", "fp32"),
+                 "help": "mixed precision (auto: bf16 where the device computes it natively, else fp32) "
+                         "of the generator's forward passes"},
 }

@@ -63,7 +63,7 @@ class TeacherTrainConfig:
     init_from: str | None = None
     #: Where the loop runs and its mixed precision (``bf16`` | ``fp16`` | ``fp32``).
     device: str = "cpu"
-    autocast: str = "bf16"
+    autocast: str = "auto"
     #: Micro-batches per optimiser step (``batch`` is the global batch of a step, split over ranks and these).
     grad_accum: int = 1
     #: Recompute the DiT blocks in the backward pass (less activation memory, about a third more compute).
@@ -183,7 +183,7 @@ class VAEDistillConfig:
     max_bytes: float = 1.5e9
     log_every: int = 10
     device: str = "cpu"
-    autocast: str = "bf16"
+    autocast: str = "auto"
 
     def validate(self) -> None:
         if self.target not in VAE_DISTILL_TARGETS:
@@ -246,7 +246,7 @@ class DistillConfig:
     split: str = "train"
     # --- where the loop runs ---
     device: str = "cpu"
-    autocast: str = "bf16"
+    autocast: str = "auto"
     #: ode: micro-batches per optimiser step (``batch`` is the global batch; docs/distributed.md).
     grad_accum: int = 1
     #: ode: recompute the student's DiT blocks in the backward pass.
@@ -319,7 +319,7 @@ class AdversarialConfig:
     feature_cache: str | None = None
     split: str = "train"
     device: str = "cpu"
-    autocast: str = "bf16"
+    autocast: str = "auto"
 
     def __post_init__(self) -> None:
         if self.phase != ADVERSARIAL_PHASE:

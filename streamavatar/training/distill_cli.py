@@ -88,7 +88,9 @@ DISTILL_FLAGS: dict[str, dict] = {
     "feature_cache": {"help": "encoded-clip cache (default: the teacher's, else RUN/features)"},
     "split": {"choices": ("train", "val", "test")},
     "device": {"help": "where the training loop runs (e.g. cpu, cuda:0)"},
-    "autocast": {"choices": ("bf16", "fp16", "fp32"), "help": "mixed precision of the forward passes"},
+    "autocast": {"choices": ("auto", "bf16", "fp16", "fp32"),
+                 "help": "mixed precision of the forward passes (auto: bf16 where the device computes it "
+                         "natively, else fp32)"},
     "grad_accum": {"positive": True, "help": "ode: micro-batches per optimiser step (--batch is the global batch "
                                               "of a step; torchrun runs the ode phase too)"},
 }

@@ -51,7 +51,9 @@ TEACHER_FLAGS: dict[str, dict] = {
     "split": {"choices": ("train", "val", "test"), "help": "corpus split to train on"},
     "init_from": {"help": "start from the exported weights of an earlier run folder"},
     "device": {"help": "where the training loop runs (e.g. cpu, cuda:0)"},
-    "autocast": {"choices": ("bf16", "fp16", "fp32"), "help": "mixed precision of the forward passes"},
+    "autocast": {"choices": ("auto", "bf16", "fp16", "fp32"),
+                 "help": "mixed precision of the forward passes (auto: bf16 where the device computes it "
+                         "natively, else fp32)"},
     "grad_accum": {"positive": True, "help": "micro-batches per optimiser step (--batch is the global batch of a "
                                               "step: ranks x micro-batches x micro-batch size)"},
 }

@@ -39,6 +39,7 @@ from torch import nn
 from tqdm import tqdm
 
 from streamavatar.errors import UserInputError
+from streamavatar.hardware import resolve_dtype_name
 from streamavatar.training import distributed as D
 from streamavatar.training.state import (
     EMA,
@@ -52,8 +53,10 @@ from streamavatar.training.state import (
 
 CHECKPOINT = "checkpoint.pt"
 LOG = "train_log.csv"
-#: Autocast dtypes by name; ``fp32`` runs without autocast.
+#: Autocast dtypes by name; ``fp32`` runs without autocast; ``auto`` is bf16 where the device computes it natively,
+#: else fp32 (:func:`streamavatar.hardware.resolve_dtype_name`).
 AUTOCAST_DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16, "fp32": None}
+AUTOCAST_CHOICES = ("auto", *AUTOCAST_DTYPES)
 
 
 @dataclass
@@ -70,7 +73,7 @@ class TrainerConfig:
     grad_clip: float | None = 1.0
     ema: float = 0.99
     device: str = "cpu"
-    autocast: str = "bf16"
+    autocast: str = "auto"
     #: Log every N steps (and step 1) to ``log_name`` in the run folder.
     log_every: int = 1
     log_name: str = LOG
@@ -82,8 +85,9 @@ class TrainerConfig:
     activation_checkpointing: bool = False
 
     def __post_init__(self) -> None:
-        if self.autocast not in AUTOCAST_DTYPES:
-            raise UserInputError(f"autocast must be one of {sorted(AUTOCAST_DTYPES)}, got {self.autocast!r}")
+        if self.autocast not in AUTOCAST_CHOICES:
+            raise UserInputError(f"autocast must be one of {list(AUTOCAST_CHOICES)}, got {self.autocast!r}")
+        self.autocast = resolve_dtype_name(self.autocast, self.device)
         if self.grad_accum <= 0:
             raise UserInputError(f"grad_accum must be positive, got {self.grad_accum}")
         if self.checkpoint_every < 0 or self.log_every <= 0:
@@ -94,6 +98,7 @@ class TrainerConfig:
 def autocast(device: str | torch.device, dtype: str) -> contextlib.AbstractContextManager:
     """Autocast on ``device``'s type with the named dtype (``fp32``: none) — for work done outside a
     :class:`Trainer` with a run's settings (teacher trajectories, latent statistics)."""
+    dtype = resolve_dtype_name(dtype, str(device))
     if AUTOCAST_DTYPES[dtype] is None:
         return contextlib.nullcontext()
     return torch.autocast(torch.device(device).type, dtype=AUTOCAST_DTYPES[dtype])

@@ -1,7 +1,8 @@
 """Training of the tiny causal VAE (``streamavatar train vae``).
 
 Loss = L1 + spatial/temporal gradient L1 + (1 - SSIM) + KL (LPIPS needs weights we cannot download), with an
-optional patch discriminator (hinge loss). Forward passes run under bf16 autocast (fp32 master weights).
+optional patch discriminator (hinge loss). Forward passes run under autocast (bf16 where the device computes it
+natively; fp32 master weights).
 The run directory holds ``checkpoint.pt`` (model, optimizer, step, elapsed time, RNG states; written
 atomically every few minutes), ``train.csv`` / ``eval.csv`` logs and, at the end, ``vae/`` - the exported
 bf16 weights + config with measured per-channel latent statistics. ``--resume`` continues a run exactly
@@ -104,7 +105,7 @@ def noised_latents(z: torch.Tensor, latent_std: torch.Tensor, level: float, gene
 
 @torch.no_grad()
 def latent_statistics(vae: VideoVAE, bank: ClipBank, frames: int, n: int, seed: int, device: str = "cpu",
-                      dtype: str = "bf16") -> tuple:
+                      dtype: str = "auto") -> tuple:
     """Per-channel mean and std of raw latents (posterior means) over ``n`` random windows (autocast ``dtype``
     on ``device``)."""
     rng = np.random.default_rng(seed)

@@ -53,6 +53,9 @@ def _eval(args: argparse.Namespace) -> int:
     from streamavatar.models.vae import VideoVAE
 
     _set_threads(args.threads)
+    from streamavatar.hardware import resolve_dtype_name
+
+    args.dtype = resolve_dtype_name(args.dtype)
     dtype = {"bf16": torch.bfloat16, "fp32": torch.float32}[args.dtype]
     vae = VideoVAE.from_pretrained(args.model, dtype=dtype)
     r = evaluate_split(vae, args.data, args.split, max_clips=args.max_clips, max_frames=args.max_frames,
@@ -116,13 +119,15 @@ def register(tree) -> None:
     d.add_argument("--teacher-preset", default=None, choices=["wan2.1", "wan2.2"],
                    help="family of an original Wan checkpoint file given to --distill-from")
     d.add_argument("--device", default="cpu", help="where the distillation runs (e.g. cuda:0)")
-    d.add_argument("--autocast", default="bf16", choices=["bf16", "fp16", "fp32"])
+    d.add_argument("--autocast", default="auto", choices=["auto", "bf16", "fp16", "fp32"],
+                   help="auto (default): bf16 where the device computes it natively, else fp32")
 
     e = tree.subcommand("eval", "vae", "PSNR/SSIM of a VAE's streaming reconstructions on a corpus split", _eval)
     e.add_argument("--data", required=True, help="corpus directory")
     e.add_argument("--model", required=True, help="VAE directory (config.json + model.safetensors)")
     e.add_argument("--split", default="test", choices=["train", "val", "test"])
-    e.add_argument("--dtype", default="bf16", choices=["bf16", "fp32"])
+    e.add_argument("--dtype", default="auto", choices=["auto", "bf16", "fp32"],
+                   help="auto (default): bf16 where this CPU computes it natively, else fp32")
     e.add_argument("--max-clips", type=int, default=None)
     e.add_argument("--max-frames", type=int, default=None, help="frames per clip (default: all, cut to 1 + 4k)")
     e.add_argument("--per-clip", action="store_true", help="include every clip's PSNR")

@@ -7,6 +7,8 @@ import os
 import subprocess
 import sys
 
+from streamavatar.hardware import cpu_has_native_bf16
+
 
 def _doctor(*args: str, env: dict | None = None) -> subprocess.CompletedProcess:
     return subprocess.run([sys.executable, "-m", "streamavatar", "doctor", *args], capture_output=True, text=True,
@@ -22,7 +24,10 @@ def test_doctor_json_describes_the_machine_and_the_self_check():
     assert d["speech"]["ok"] and "libespeak-ng" in d["speech"]["detail"]
     check = d["bf16_self_check"]
     assert check["cached"] is False and isinstance(check["ok"], bool)
-    assert check["dtype_in_use"] == ("bfloat16" if check["ok"] else "float32")
+    # bf16 is used by default only where it is right and the CPU has bf16 instructions (streamavatar.hardware)
+    native = cpu_has_native_bf16()
+    assert check["dtype_in_use"] == ("bfloat16" if check["ok"] and native else "float32")
+    assert d["cpu"]["native_bf16"] == native and d["cpu"]["default_dtype"] == ("bf16" if native else "fp32")
     # --recheck ran the check and stored its verdict: the next run reads it.
     again = json.loads(_doctor("--json").stdout)["bf16_self_check"]
     assert again["cached"] and again["key"] == check["key"] and again["ok"] == check["ok"]
