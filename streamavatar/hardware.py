@@ -2,7 +2,8 @@
 
 On a CPU without them (x86 with AVX2 but neither AVX512-BF16 nor AMX, e.g. AMD Zen 2/3 and most Intel client
 parts), PyTorch and oneDNN emulate bf16 arithmetic: measured here on a 2-core AMD EPYC with AVX2 only, a
-512x512 bf16 matrix product took 40x the fp32 one and the 256x256 VAE's decode 57x (63 s against 1.1 s). So the
+512x512 bf16 matrix product took 51x the fp32 one and the tiny48 VAE's chunk decode 81x
+(``benchmarks/bench_cpu_bf16.py``, docs/benchmarks.md). So the
 default dtype everywhere is ``"auto"``: bf16 on CUDA and on CPUs with native bf16, fp32 elsewhere; an explicit
 ``"bf16"`` is still honoured. The rule reads CPU flags (deterministic, free), not a timing.
 
