@@ -1,5 +1,8 @@
 """The trained Stage 1/2 ablation as one markdown table beside the paper's (docs/stage2.md).
 
+Rows whose folder is missing under ``--eval`` are left out, so one script serves the ablation and the longer
+Stage 2 comparison.
+
 Reads, per row, the ``eval run`` report of the 8 held-out identities (``EVAL/NAME/report/metrics.json``) and the
 5-minute own-layout stream of ``benchmarks/ablation_long_stream.py --variants own`` (``EVAL/NAME/long/
 ablation.json``); a missing part prints as "–". The paper's column is paper.md §7.4 (FID on its short set).
@@ -25,6 +28,9 @@ ROWS = [
     # the untrained control: the shipped default's weights streamed in the other two layouts
     ("default_nosink", "default weights, streamed without the sink", None),
     ("default_sink", "default weights, streamed with the sink, no RAPR", None),
+    # Stage 2 at a longer budget (320 steps each, batch 1), straight from the shipped default (docs/stage2.md)
+    ("s2_plain", "+ plain GAN, 320 steps from the default", None),
+    ("s2_dca", "+ D_CA, 320 steps from the default", None),
 ]
 
 
