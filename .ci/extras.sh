@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # CI for the optional extras (agent frameworks, silero VAD, real-video preparation with mediapipe, which pins
-# numpy<2): one fresh virtual environment per extra (they pin different dependency sets), torch 2.13.0 CPU + the
-# project with that extra + dev tools, then that extra's tests. Their tests skip only when the extra is missing,
+# numpy<2): one fresh virtual environment per extra (they pin different dependency sets), torch 2.13.0 (its CPU
+# build where .ci/torch_cpu.sh finds one) + the project with that extra + dev tools, then that extra's tests. Their tests skip only when the extra is missing,
 # so here a skip is a failure (pytest's -rs summary is checked).
 #
 #   .ci/extras.sh [EXTRA ...]            install, then test (default: livekit pipecat vad real)
@@ -35,7 +35,7 @@ install_extra() {
   rm -rf "$venv" "$venv.ready"
   "$PY" -m venv "$venv"
   "$venv/bin/pip" install -q --upgrade pip 2>&1 | grep -v "is ignored" || true
-  "$venv/bin/pip" install -q "torch==2.13.0" 2>&1 | grep -v "is ignored" || true
+  .ci/torch_cpu.sh "$venv/bin/pip"
   "$venv/bin/pip" install -q -e ".[dev,$extra]" "torch==2.13.0" 2>&1 | grep -v "is ignored" || true
   "$venv/bin/pip" check
   "$venv/bin/python" -c "import torch; assert torch.__version__.startswith('2.13.0'), torch.__version__"
